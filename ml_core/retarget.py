@@ -1,0 +1,526 @@
+"""Retargeting math: from a motion clip to animation curves (numpy + scipy only, no torch, no bpy).
+
+Everything Blender needs to turn keypoint trajectories into shape-key weights and bone transforms,
+tested without Blender:
+
+- :func:`remove_head_motion` - the clip's global head motion (a similarity per frame) separated from
+  the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas).
+- :class:`Calibration` - each shape key's keypoint/Jacobian response measured on renders of the
+  character; :func:`solve_weights` - per-frame bounded (weights in [0, 1]), regularised least squares.
+- :func:`resample` - clip samples (seconds) to scene frames; :func:`rdp_reduce` - Ramer-Douglas-Peucker
+  keyframe reduction whose linear interpolation stays within a tolerance of every original sample.
+- :func:`polar_decompose` - Jacobian = rotation @ stretch, for bones.
+
+Keypoints are in the networks' normalised image coordinates: x, y in [-1, 1], x right, y down. Angles
+follow :attr:`ml_core.geometry.Similarity.angle`: positive turns +x towards +y, clockwise on screen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import lsq_linear
+
+from ml_core.errors import FommError
+from ml_core.geometry import convex_hull_area, fit_similarity, fit_similarity_batch
+
+Progress = Callable[[int, "int | None"], None]
+
+CALIBRATION_FORMAT = "fomm-calibration"
+CALIBRATION_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Head motion
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadMotion:
+    """Global head motion of each frame relative to the reference frame.
+
+    ``scale`` [T] (1 = reference size), ``angle`` [T] radians (positive: clockwise on screen),
+    ``rotation`` [T,2,2] (turns reference-frame offsets into frame-t offsets), ``translation`` [T,2]
+    (keypoint centroid displacement, normalised image units).
+    """
+
+    scale: np.ndarray
+    angle: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+
+
+def remove_head_motion(
+    values: np.ndarray, jacobians: np.ndarray | None = None, reference: int = 0
+) -> tuple[np.ndarray, np.ndarray | None, HeadMotion]:
+    """Align every frame's keypoints onto the reference frame's by a similarity transform.
+
+    ``values`` [T,K,2], ``jacobians`` [T,K,2,2] or None. Returns the aligned values (the expression
+    left once the head's rotation, translation and scale are removed), the aligned Jacobians
+    (``s R J``: the local frames rotated and scaled the same way) and the removed :class:`HeadMotion`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[-1] != 2 or len(values) == 0:
+        raise FommError(f"keypoints must be [T,K,2] with T >= 1, got shape {values.shape}")
+    if not 0 <= reference < len(values):
+        raise FommError(f"reference frame {reference} is outside the clip's {len(values)} frames")
+    ref = values[reference]
+    scale, rot, trans = fit_similarity_batch(values, ref)
+    aligned = scale[:, None, None] * np.einsum("tij,tkj->tki", rot, values) + trans[:, None, :]
+    aligned_jac = None
+    if jacobians is not None:
+        jac = np.asarray(jacobians, dtype=np.float64)
+        aligned_jac = scale[:, None, None, None] * np.einsum("tij,tkjl->tkil", rot, jac)
+    head_rot = np.transpose(rot, (0, 2, 1))
+    head = HeadMotion(
+        scale=1.0 / scale,
+        angle=np.arctan2(head_rot[:, 1, 0], head_rot[:, 0, 0]),
+        rotation=head_rot,
+        translation=values.mean(axis=1) - ref.mean(axis=0),
+    )
+    return aligned, aligned_jac, head
+
+
+def movement_scale(source_values: np.ndarray, driving_initial: np.ndarray) -> float:
+    """The paper's movement-scale adaptation: sqrt of the ratio of the keypoints' convex-hull areas."""
+    area_d = convex_hull_area(driving_initial)
+    area_s = convex_hull_area(source_values)
+    if area_d <= 1e-12 or area_s <= 1e-12:
+        return 1.0
+    return float(np.sqrt(area_s / area_d))
+
+
+def relative_jacobians(jacobians: np.ndarray, reference_jacobians: np.ndarray) -> np.ndarray:
+    """``J @ inv(J_ref)`` per keypoint (the paper's relative Jacobian); [...,K,2,2]."""
+    ref_inv = _safe_inv(np.asarray(reference_jacobians, dtype=np.float64))
+    return np.asarray(jacobians, dtype=np.float64) @ ref_inv
+
+
+def _safe_inv(mats: np.ndarray) -> np.ndarray:
+    det = mats[..., 0, 0] * mats[..., 1, 1] - mats[..., 0, 1] * mats[..., 1, 0]
+    if np.any(np.abs(det) < 1e-8):
+        raise FommError(
+            "a keypoint's Jacobian is singular in the reference frame; choose another reference frame"
+        )
+    inv = np.empty_like(mats)
+    inv[..., 0, 0] = mats[..., 1, 1]
+    inv[..., 1, 1] = mats[..., 0, 0]
+    inv[..., 0, 1] = -mats[..., 0, 1]
+    inv[..., 1, 0] = -mats[..., 1, 0]
+    return inv / det[..., None, None]
+
+
+def polar_decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polar decomposition ``J = R @ S``: R a rotation (det +1), S symmetric (the stretch).
+
+    Works on any [...,2,2] stack. For a reflection (det J < 0) R stays a rotation and S takes the
+    negative eigenvalue, so ``R @ S`` still equals J.
+    """
+    jac = np.asarray(jacobians, dtype=np.float64)
+    u, sig, vt = np.linalg.svd(jac)
+    d = np.sign(np.linalg.det(u @ vt))
+    d = np.where(d == 0, 1.0, d)
+    u = u.copy()
+    u[..., :, 1] *= d[..., None]
+    sig = sig.copy()
+    sig[..., 1] *= d
+    rot = u @ vt
+    stretch = np.swapaxes(vt, -1, -2) @ (sig[..., :, None] * vt)
+    return rot, stretch
+
+
+def rotation_angle(rotations: np.ndarray) -> np.ndarray:
+    """Angle (radians, positive clockwise on screen) of [...,2,2] rotation matrices."""
+    rotations = np.asarray(rotations)
+    return np.arctan2(rotations[..., 1, 0], rotations[..., 0, 0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration and per-frame solve
+# --------------------------------------------------------------------------------------------------
+
+
+def motion_features(
+    values: np.ndarray,
+    jacobians: np.ndarray | None,
+    ref_values: np.ndarray,
+    ref_jacobians: np.ndarray | None,
+    jacobian_weight: float,
+) -> np.ndarray:
+    """Feature vectors [...,F] of keypoint motion against a reference: displacements (2K), then
+    ``jacobian_weight * (J J_ref^-1 - I)`` (4K) when both sides have Jacobians and the weight is > 0."""
+    disp = np.asarray(values, dtype=np.float64) - np.asarray(ref_values, dtype=np.float64)
+    lead = disp.shape[:-2]
+    parts = [disp.reshape(*lead, -1)]
+    if jacobian_weight > 0 and jacobians is not None and ref_jacobians is not None:
+        rel = relative_jacobians(jacobians, ref_jacobians) - np.eye(2)
+        parts.append(jacobian_weight * rel.reshape(*lead, -1))
+    return np.concatenate(parts, axis=-1)
+
+
+@dataclass
+class Calibration:
+    """How each shape key moves the detected keypoints of one character seen from one camera.
+
+    ``neutral_values`` [K,2] / ``neutral_jacobians`` [K,2,2] are the detector's output on the neutral
+    render; ``key_values`` [N,K,2] / ``key_jacobians`` [N,K,2,2] on the render with each key at 1.0.
+    ``meta`` records what the calibration was made from (object, mesh state, model hashes, camera).
+    """
+
+    key_names: list[str]
+    neutral_values: np.ndarray
+    key_values: np.ndarray
+    neutral_jacobians: np.ndarray | None = None
+    key_jacobians: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.neutral_values = np.asarray(self.neutral_values, dtype=np.float64)
+        self.key_values = np.asarray(self.key_values, dtype=np.float64)
+        k = self.neutral_values.shape[0] if self.neutral_values.ndim == 2 else -1
+        if self.neutral_values.shape != (k, 2) or self.key_values.shape != (len(self.key_names), k, 2):
+            raise FommError(
+                f"calibration shapes do not match: neutral {self.neutral_values.shape}, "
+                f"keys {self.key_values.shape} for {len(self.key_names)} shape keys"
+            )
+        if (self.neutral_jacobians is None) != (self.key_jacobians is None):
+            raise FommError("calibration has Jacobians for only some renders; calibrate again")
+        if self.neutral_jacobians is not None:
+            self.neutral_jacobians = np.asarray(self.neutral_jacobians, dtype=np.float64)
+            self.key_jacobians = np.asarray(self.key_jacobians, dtype=np.float64)
+
+    @property
+    def num_kp(self) -> int:
+        return int(self.neutral_values.shape[0])
+
+    @property
+    def has_jacobians(self) -> bool:
+        return self.neutral_jacobians is not None
+
+    def basis(self, jacobian_weight: float = 0.0, *, align: bool = True) -> np.ndarray:
+        """The response matrix A [F,N]: column n is key n's feature vector at weight 1.
+
+        Each key's render is first aligned onto the neutral one by a similarity, exactly as the clip's
+        frames are aligned onto its reference frame, so that both sides lose the same components (a key
+        that shifts or turns the whole face keeps only what a head motion cannot explain). ``align=False``
+        keeps the raw responses (for clips whose head motion is not removed).
+        """
+        values, jacs = self.key_values, self.key_jacobians
+        if align:
+            scale, rot, trans = fit_similarity_batch(values, self.neutral_values)
+            values = scale[:, None, None] * np.einsum("nij,nkj->nki", rot, values) + trans[:, None, :]
+            if jacs is not None:
+                jacs = scale[:, None, None, None] * np.einsum("nij,nkjl->nkil", rot, jacs)
+        feats = motion_features(values, jacs, self.neutral_values, self.neutral_jacobians, jacobian_weight)
+        return feats.T
+
+    def response(self) -> dict[str, list[float]]:
+        """Per shape key, how far (normalised image units) it moves each keypoint: for inspection."""
+        disp = np.linalg.norm(self.key_values - self.neutral_values, axis=-1)
+        rows = zip(self.key_names, disp, strict=True)
+        return {name: [round(float(v), 5) for v in row] for name, row in rows}
+
+    def weak_keys(self, threshold: float = 1e-3) -> list[str]:
+        """Shape keys that move no keypoint by more than ``threshold``: the solve cannot see them."""
+        disp = np.linalg.norm(self.key_values - self.neutral_values, axis=-1).max(axis=1)
+        return [n for n, d in zip(self.key_names, disp, strict=True) if d < threshold]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write as .npz (arrays + a JSON header) atomically."""
+        from ml_core.fileio import atomic_path
+
+        header = {
+            "format": CALIBRATION_FORMAT,
+            "version": CALIBRATION_VERSION,
+            "key_names": list(self.key_names),
+            "meta": self.meta,
+            "response": self.response(),
+        }
+        arrays = {"neutral_values": self.neutral_values, "key_values": self.key_values}
+        if self.has_jacobians:
+            arrays["neutral_jacobians"] = self.neutral_jacobians
+            arrays["key_jacobians"] = self.key_jacobians
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, header=np.array(json.dumps(header)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Calibration:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {k: data[k] for k in data.files if k != "header"}
+        except FileNotFoundError:
+            raise FommError(f"calibration file not found: {path}") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise FommError(f"{path} is not a calibration file ({exc}); calibrate again") from None
+        if header.get("format") != CALIBRATION_FORMAT or header.get("version") != CALIBRATION_VERSION:
+            raise FommError(
+                f"{path} is not a version-{CALIBRATION_VERSION} calibration file; calibrate again"
+            )
+        for name, arr in arrays.items():
+            if not np.all(np.isfinite(arr)):
+                raise FommError(f"calibration {path} has non-finite {name}; calibrate again")
+        return cls(
+            key_names=list(header["key_names"]),
+            neutral_values=arrays["neutral_values"],
+            key_values=arrays["key_values"],
+            neutral_jacobians=arrays.get("neutral_jacobians"),
+            key_jacobians=arrays.get("key_jacobians"),
+            meta=header.get("meta", {}),
+        )
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """``weights`` [T,N] in [0,1] (clip samples x calibration keys), the removed ``head`` motion and
+    the per-frame relative ``residual`` (|A w - b| / |b|, 0 where the frame has no motion)."""
+
+    weights: np.ndarray
+    head: HeadMotion
+    residual: np.ndarray
+    key_names: list[str]
+
+
+def clip_features(
+    calibration: Calibration,
+    values: np.ndarray,
+    jacobians: np.ndarray | None,
+    reference: int,
+    *,
+    adapt_scale: bool = True,
+    jacobian_weight: float = 0.0,
+    remove_head: bool = True,
+) -> tuple[np.ndarray, HeadMotion]:
+    """Per-frame feature vectors [T,F] of the clip's expression, expressed in the calibration's frame.
+
+    The head motion is removed (similarity onto the reference frame; measured but kept when
+    ``remove_head`` is False), then the motion relative to the
+    reference frame is rotated into the calibration's neutral pose and scaled by the paper's movement
+    scale (hull areas of the calibration's neutral keypoints and the clip's reference keypoints).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[1:] != (calibration.num_kp, 2):
+        raise FommError(
+            f"the clip has {values.shape[1] if values.ndim == 3 else '?'} keypoints but the calibration has "
+            f"{calibration.num_kp}: extract the clip and calibrate with the same model"
+        )
+    use_jac = jacobian_weight > 0 and jacobians is not None and calibration.has_jacobians
+    aligned, aligned_jac, head = remove_head_motion(values, jacobians if use_jac else None, reference)
+    if not remove_head:
+        aligned = values
+        aligned_jac = None if not use_jac else np.asarray(jacobians, dtype=np.float64)
+    ref = aligned[reference]
+    to_calib = fit_similarity(ref, calibration.neutral_values)
+    rot = to_calib.rotation
+    scale = movement_scale(calibration.neutral_values, ref) if adapt_scale else 1.0
+    disp = (aligned - ref) @ rot.T * scale
+    feats = [disp.reshape(len(values), -1)]
+    if use_jac:
+        rel = relative_jacobians(aligned_jac, aligned_jac[reference])
+        rel = np.einsum("ij,tkjl,ml->tkim", rot, rel, rot) - np.eye(2)
+        feats.append(jacobian_weight * rel.reshape(len(values), -1))
+    return np.concatenate(feats, axis=1), head
+
+
+def solve_bounded(
+    basis: np.ndarray,
+    targets: np.ndarray,
+    regularization: float = 0.01,
+    *,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Solve ``min |A w - b|^2 + lam |w|^2`` subject to ``0 <= w <= 1`` for every row b of ``targets``.
+
+    ``basis`` A [F,N], ``targets`` [T,F] -> weights [T,N]. ``regularization`` is relative: lam =
+    regularization * mean squared column norm of A, so it does not depend on the features' units.
+    Frames whose unconstrained ridge solution already lies in the box are solved in one vectorised
+    step (it is then the bounded optimum too); the others go through scipy's bounded solver.
+    """
+    a = np.asarray(basis, dtype=np.float64)
+    b = np.asarray(targets, dtype=np.float64)
+    n = a.shape[1]
+    if n == 0:
+        return np.zeros((len(b), 0))
+    lam = max(float(regularization), 0.0) * float((a**2).sum() / n) + 1e-12
+    gram = a.T @ a + lam * np.eye(n)
+    weights = np.linalg.solve(gram, a.T @ b.T).T
+    todo = np.flatnonzero(np.any((weights < 0.0) | (weights > 1.0), axis=1))
+    a_aug = np.vstack([a, np.sqrt(lam) * np.eye(n)])
+    zeros = np.zeros(n)
+    total = len(todo)
+    step = max(1, total // 100)
+    for i, t in enumerate(todo):
+        if cancel is not None and i % step == 0 and cancel():
+            raise KeyboardInterrupt
+        start = np.clip(weights[t], 0.0, 1.0)
+        res = lsq_linear(a_aug, np.concatenate([b[t], zeros]), bounds=(0.0, 1.0), method="bvls")
+        weights[t] = res.x if res.success else start
+        if progress is not None and (i % step == 0 or i == total - 1):
+            progress(i + 1, total)
+    return np.clip(weights, 0.0, 1.0)
+
+
+def solve_weights(
+    calibration: Calibration,
+    values: np.ndarray,
+    jacobians: np.ndarray | None = None,
+    reference: int = 0,
+    *,
+    keys: Sequence[str] | None = None,
+    regularization: float = 0.01,
+    jacobian_weight: float = 0.1,
+    adapt_scale: bool = True,
+    remove_head: bool = True,
+    smooth_sigma: float = 0.0,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> SolveResult:
+    """Shape-key weights per clip sample from keypoint motion, through the calibration.
+
+    ``keys`` restricts the solve to some calibrated keys (default all). ``smooth_sigma`` (samples) applies
+    a Gaussian filter to the weights afterwards (0 = off). ``remove_head=False`` is for clips without head
+    motion (a fixed camera on a fixed head): the solve is then exactly linear. See :func:`clip_features` and
+    :func:`solve_bounded` for the steps.
+    """
+    names = list(calibration.key_names) if keys is None else list(keys)
+    missing = [k for k in names if k not in calibration.key_names]
+    if missing:
+        raise FommError(f"shape keys {missing} are not in the calibration; calibrate again")
+    if not names:
+        raise FommError("no shape keys selected to bake: select at least one")
+    cols = [calibration.key_names.index(k) for k in names]
+    feats, head = clip_features(
+        calibration,
+        values,
+        jacobians,
+        reference,
+        adapt_scale=adapt_scale,
+        jacobian_weight=jacobian_weight,
+        remove_head=remove_head,
+    )
+    used_jw = jacobian_weight if feats.shape[1] > 2 * calibration.num_kp else 0.0
+    basis = calibration.basis(used_jw, align=remove_head)[:, cols]
+    weights = solve_bounded(basis, feats, regularization, progress=progress, cancel=cancel)
+    if smooth_sigma > 0 and len(weights) > 1:
+        weights = np.clip(gaussian_filter1d(weights, smooth_sigma, axis=0, mode="nearest"), 0.0, 1.0)
+    norm = np.linalg.norm(feats, axis=1)
+    err = np.linalg.norm(weights @ basis.T - feats, axis=1)
+    residual = np.where(norm > 1e-9, err / np.maximum(norm, 1e-9), 0.0)
+    return SolveResult(weights=weights, head=head, residual=residual, key_names=names)
+
+
+def manual_weights(
+    values: np.ndarray,
+    reference: int,
+    mapping: Sequence[tuple[int, int, float]],
+    *,
+    remove_head: bool = True,
+) -> np.ndarray:
+    """The manual alternative to calibration: weight = clip(gain * displacement, 0, 1).
+
+    ``mapping`` holds one ``(keypoint, axis, gain)`` per output curve: axis 0 = x (right), 1 = y (down);
+    displacement is relative to the reference frame, in normalised image units, after head-motion
+    removal if asked. Returns [T, len(mapping)].
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if remove_head:
+        values, _, _ = remove_head_motion(values, None, reference)
+    disp = values - values[reference]
+    k = values.shape[1]
+    out = np.zeros((len(values), len(mapping)))
+    for i, (kp, axis, gain) in enumerate(mapping):
+        if not 0 <= kp < k or axis not in (0, 1):
+            raise FommError(
+                f"manual mapping {i + 1}: keypoint {kp} axis {axis} does not exist (clip has {k})"
+            )
+        out[:, i] = gain * disp[:, kp, axis]
+    return np.clip(out, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Time: resampling and keyframe reduction
+# --------------------------------------------------------------------------------------------------
+
+
+def sample_times(frame_indices: np.ndarray, fps: float) -> np.ndarray:
+    """Seconds of each clip sample from the video frame numbers it came from, the first at 0."""
+    idx = np.asarray(frame_indices, dtype=np.float64)
+    if fps <= 0 or not np.isfinite(fps):
+        raise FommError(f"the clip's frame rate {fps} is not positive; extract it again")
+    return (idx - idx[0]) / fps
+
+
+def resample(
+    times: np.ndarray, values: np.ndarray, fps: float, start_frame: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly resample samples at ``times`` (seconds, increasing) to scene frames at ``fps``.
+
+    ``values`` [T,...]. Returns ``frames`` [M] (integers from ``start_frame``, one per scene frame over
+    the clip's duration) and the values there [M,...]. A clip at the scene's rate comes back unchanged.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if len(times) != len(values) or len(times) == 0:
+        raise FommError("resample: times and values must be non-empty and of the same length")
+    if fps <= 0:
+        raise FommError(f"scene frame rate {fps} is not positive")
+    if np.any(np.diff(times) <= 0):
+        raise FommError("resample: sample times must increase")
+    t0 = times[0]
+    count = int(np.floor((times[-1] - t0) * fps + 1e-6)) + 1
+    frames = np.arange(count) + int(start_frame)
+    t = t0 + np.arange(count) / fps
+    hi = np.clip(np.searchsorted(times, t, side="left"), 1, max(len(times) - 1, 1))
+    if len(times) == 1:
+        return frames, np.repeat(values[:1], count, axis=0)
+    lo = hi - 1
+    span = times[hi] - times[lo]
+    alpha = np.clip((t - times[lo]) / span, 0.0, 1.0)
+    alpha = alpha.reshape(-1, *([1] * (values.ndim - 1)))
+    return frames, values[lo] * (1.0 - alpha) + values[hi] * alpha
+
+
+def rdp_reduce(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
+    """Indices of the samples to keep so that linear interpolation through them stays within
+    ``tolerance`` of every original sample (vertical error, Ramer-Douglas-Peucker).
+
+    First and last samples are always kept; ``tolerance <= 0`` keeps every sample.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    if n <= 2 or tolerance <= 0:
+        return np.arange(n)
+    keep = np.zeros(n, dtype=bool)
+    keep[0] = keep[-1] = True
+    stack = [(0, n - 1)]
+    while stack:
+        i, j = stack.pop()
+        if j - i < 2:
+            continue
+        xs = x[i + 1 : j]
+        line = y[i] + (y[j] - y[i]) * (xs - x[i]) / (x[j] - x[i])
+        err = np.abs(y[i + 1 : j] - line)
+        m = int(np.argmax(err))
+        if err[m] > tolerance:
+            k = i + 1 + m
+            keep[k] = True
+            stack.append((i, k))
+            stack.append((k, j))
+    return np.flatnonzero(keep)
+
+
+def reduce_curves(
+    frames: np.ndarray, values: np.ndarray, tolerance: float
+) -> tuple[list[np.ndarray], int, int]:
+    """:func:`rdp_reduce` for each column of ``values`` [M,C]; returns (kept indices per column,
+    keys before, keys after)."""
+    values = np.asarray(values)
+    kept = [rdp_reduce(frames, values[:, c], tolerance) for c in range(values.shape[1])]
+    return kept, int(values.shape[0] * values.shape[1]), int(sum(len(k) for k in kept))

@@ -1,0 +1,26 @@
+"""``python -m ml_core info [CHECKPOINT] [--config CFG]``: what a checkpoint holds, without running it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("info", help="describe a checkpoint (default: the embedded model)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file (default: the embedded model)")
+    p.add_argument("--config", help="YAML/JSON config or shipped name (default: embedded or detected)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ml_core.model import load_model
+
+    bundle = load_model(args.checkpoint, args.config)
+    counts = bundle.parameter_counts()
+    print(f"checkpoint: {bundle.source}")
+    print(f"config:     {bundle.config_name or 'embedded'} (hash {bundle.config_hash})")
+    print(f"keypoints:  {bundle.num_kp}, jacobians: {'yes' if bundle.estimate_jacobian else 'no'}, "
+          f"input {bundle.image_size}x{bundle.image_size}")
+    for name, n in counts.items():
+        print(f"{name + ':':12s}{n:,} parameters")
+    return 0

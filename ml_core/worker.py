@@ -1,0 +1,351 @@
+"""The background worker: one job (extract | animate | detect-images) run for the Blender add-on.
+
+``python -m ml_core worker JOB.json`` (or ``-``: the job as the first line of stdin) runs the job through
+the ml_core APIs and reports on stdout, one JSON object per line (nothing else is written there):
+
+- ``{"event": "start", "kind": ..., "pid": ...}``
+- ``{"event": "progress", "done": n, "total": m or null, "message": "..."}``
+- ``{"event": "result", "kind": ..., ...}`` (what the job made; see each job below)
+- ``{"event": "error", "message": "one line"}`` (exit 2; exit 1 with a traceback on stderr for a bug)
+- ``{"event": "cancelled"}`` (exit 130)
+
+Cancelling: SIGTERM or SIGINT; or, with ``--watch-stdin``, a line ``cancel`` on stdin or stdin closing
+(the add-on dies -> the worker stops; this also works on Windows, where SIGTERM cannot be caught).
+Every output is written through :func:`ml_core.fileio.atomic_path`: a cancelled or failed job leaves
+nothing behind. Job schema (JSON object):
+
+- ``{"kind": "extract", "video": PATH, "output": CLIP.npz, "checkpoint": PATH|null, "config": PATH|dict|null,
+  "device": "auto|cpu|cuda|mps", "options": {extra keyword arguments of ml_core.extract}}``
+  -> result ``clip``, ``frames``, ``fps``, ``num_kp``, ``reference_frame``
+- ``{"kind": "animate", "source": IMAGE, "clip": CLIP.npz|VIDEO, "output": DIR/|OUT.mp4, ...model keys...,
+  "options": {extra keyword arguments of ml_core.animate}}`` -> result ``output``, ``frames``
+- ``{"kind": "detect-images", "images": [PATH, ...], "output": OUT.npz, ...model keys...}`` -> result
+  ``output``, ``count``, ``num_kp``: the keypoint detector run on still images (calibration renders),
+  each framed to a square like the video frames (no stretching) and resized to the model's input size;
+  OUT.npz holds ``values`` [N,K,2], ``jacobians`` [N,K,2,2], ``has_jacobians``, ``config_hash``,
+  ``checkpoint_hash``.
+- ``{"kind": "probe"}`` -> result ``python``, ``ml_core``, ``torch`` (null if missing), ``devices``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ml_core.errors import FommError
+from ml_core.fileio import atomic_path
+
+Emit = Callable[[dict], None]
+KINDS = ("extract", "animate", "detect-images", "probe")
+_MODEL_KEYS = ("checkpoint", "config", "device")
+
+
+# --------------------------------------------------------------------------------------------------
+# Job parsing
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_job(text: str) -> dict:
+    """A job from its JSON text, checked for the keys its kind needs."""
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FommError(f"the worker job is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(job, dict):
+        raise FommError("the worker job must be a JSON object")
+    kind = job.get("kind")
+    if kind not in KINDS:
+        raise FommError(f"unknown worker job kind {kind!r}: use one of {', '.join(KINDS)}")
+    need = {
+        "extract": ("video", "output"),
+        "animate": ("source", "clip", "output"),
+        "detect-images": ("images", "output"),
+        "probe": (),
+    }
+    missing = [k for k in need[kind] if not job.get(k)]
+    if missing:
+        raise FommError(f"the {kind} job is missing {', '.join(missing)}")
+    opts = job.get("options", {})
+    if not isinstance(opts, dict):
+        raise FommError("the job's options must be a JSON object")
+    return job
+
+
+def read_job(source: str, stdin: IO[str] | None = None) -> dict:
+    """The job from a file path, or from the first line of stdin when ``source`` is ``-``."""
+    if source == "-":
+        line = (stdin or sys.stdin).readline()
+        if not line.strip():
+            raise FommError("no job on stdin: send one JSON object on the first line")
+        return parse_job(line)
+    path = Path(source)
+    if not path.is_file():
+        raise FommError(f"job file not found: {source}")
+    return parse_job(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto`` -> cuda, mps or cpu, whichever this machine has."""
+    device = (device or "auto").lower()
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _load_bundle(job: dict):
+    from ml_core import load_model
+
+    return load_model(
+        job.get("checkpoint") or None, job.get("config") or None, device=resolve_device(job.get("device"))
+    )
+
+
+def _progress(emit: Emit, message: str) -> Callable[[int, int | None], None]:
+    def report(done: int, total: int | None) -> None:
+        emit(
+            {
+                "event": "progress",
+                "done": int(done),
+                "total": None if total is None else int(total),
+                "message": message,
+            }
+        )
+
+    return report
+
+
+def run_extract(job: dict, emit: Emit) -> dict:
+    video = Path(job["video"])
+    if not video.is_file():
+        raise FommError(f"video not found: {video}")
+    from ml_core import extract
+
+    emit({"event": "progress", "done": 0, "total": None, "message": "loading the model"})
+    bundle = _load_bundle(job)
+    clip = extract(
+        str(video), model=bundle, progress=_progress(emit, "extracting motion"), **job.get("options", {})
+    )
+    clip.save(job["output"])
+    return {
+        "clip": str(job["output"]),
+        "frames": int(clip.num_frames),
+        "fps": float(clip.fps),
+        "num_kp": int(clip.num_kp),
+        "reference_frame": int(clip.reference_frame),
+    }
+
+
+def run_animate(job: dict, emit: Emit) -> dict:
+    from ml_core import animate
+
+    emit({"event": "progress", "done": 0, "total": None, "message": "loading the model"})
+    bundle = _load_bundle(job)
+    info = animate(
+        job["source"],
+        job["clip"],
+        job["output"],
+        model=bundle,
+        progress=_progress(emit, "rendering the preview"),
+        **job.get("options", {}),
+    )
+    result: dict[str, Any] = {"output": str(job["output"])}
+    if isinstance(info, dict):
+        result.update({k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))})
+    elif isinstance(info, int):
+        result["frames"] = info
+    return result
+
+
+def _read_image(path: str) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FommError(f"cannot read image {path}: is it a PNG/JPEG file?")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        rgb = img[:, :, :3].astype(np.float32)
+        alpha = img[:, :, 3:4].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+        img = (rgb * alpha + (1.0 - alpha) * rgb.max()).astype(img.dtype)  # over white-ish: no black halo
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    return img
+
+
+def square_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad ``image`` [H,W,3] to a centred square (edge colour, never stretched), resize to ``size``."""
+    import cv2
+
+    h, w = image.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    padded = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(padded, (size, size), interpolation=interp)
+
+
+def run_detect_images(job: dict, emit: Emit) -> dict:
+    from ml_core.extraction import detect
+
+    images = job["images"]
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise FommError("the detect-images job's images must be a list of paths")
+    emit({"event": "progress", "done": 0, "total": len(images), "message": "loading the model"})
+    bundle = _load_bundle(job)
+    frames = []
+    for i, path in enumerate(images):
+        frames.append(square_frame(_read_image(path), bundle.image_size))
+        emit({"event": "progress", "done": i + 1, "total": len(images), "message": "reading renders"})
+    values, jacobians = detect(bundle, np.stack(frames))
+    values = np.asarray(values, dtype=np.float32)
+    has_jac = jacobians is not None
+    if jacobians is None:
+        jacobians = np.broadcast_to(np.eye(2, dtype=np.float32), (*values.shape[:2], 2, 2))
+    with atomic_path(job["output"]) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            values=values,
+            jacobians=np.asarray(jacobians, dtype=np.float32),
+            has_jacobians=np.array(has_jac),
+            config_hash=np.array(str(bundle.config_hash)),
+            checkpoint_hash=np.array(str(bundle.checkpoint_hash)),
+        )
+    return {"output": str(job["output"]), "count": len(images), "num_kp": int(values.shape[1])}
+
+
+def run_probe(job: dict, emit: Emit) -> dict:
+    """What this worker can run: Python, ml_core and torch versions, available devices."""
+    import platform
+
+    import ml_core
+
+    result: dict[str, Any] = {"python": platform.python_version(), "ml_core": ml_core.__version__}
+    try:
+        import torch
+    except ImportError:
+        result.update(torch=None, devices=[])
+        return result
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    result.update(torch=torch.__version__, devices=devices)
+    return result
+
+
+RUNNERS: dict[str, Callable[[dict, Emit], dict]] = {
+    "probe": run_probe,
+    "extract": run_extract,
+    "animate": run_animate,
+    "detect-images": run_detect_images,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# The process: events on stdout, cancellation
+# --------------------------------------------------------------------------------------------------
+
+
+class EventWriter:
+    """Writes one JSON object per line to a private copy of stdout and flushes each line.
+
+    ``redirect()`` points file descriptor 1 (and ``sys.stdout``) at stderr, so whatever a library
+    prints cannot corrupt the protocol.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._stream = stream
+
+    def redirect(self) -> None:
+        sys.stdout.flush()
+        self._stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+    def __call__(self, event: dict) -> None:
+        line = json.dumps(event, allow_nan=False, default=str)
+        with self._lock:
+            stream = self._stream or sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+
+
+_finished = threading.Event()
+
+
+def _watch_stdin(stdin: IO[str]) -> None:
+    """Interrupt the main thread on a ``cancel`` line or when stdin closes (the add-on went away)."""
+    try:
+        for line in stdin:
+            if line.strip().lower() == "cancel":
+                break
+    except (OSError, ValueError):
+        pass
+    if not _finished.is_set():
+        _thread.interrupt_main()
+
+
+def serve(job_source: str, *, watch_stdin: bool = False, emit: EventWriter | None = None) -> int:
+    """Run one job and report on stdout. Returns the exit code (0, 1, 2 or 130)."""
+    emit = emit or EventWriter()
+    if emit._stream is None:
+        emit.redirect()
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    _finished.clear()
+    try:
+        job = read_job(job_source)
+        emit({"event": "start", "kind": job["kind"], "pid": os.getpid()})
+        if watch_stdin:
+            threading.Thread(target=_watch_stdin, args=(sys.stdin,), daemon=True).start()
+        result = RUNNERS[job["kind"]](job, emit)
+        _finished.set()
+        emit({"event": "result", "kind": job["kind"], **result})
+        return 0
+    except KeyboardInterrupt:
+        emit({"event": "cancelled"})
+        return 130
+    except FommError as exc:
+        emit({"event": "error", "message": str(exc)})
+        return 2
+    except Exception as exc:  # a bug: keep the traceback for the report
+        traceback.print_exc(file=sys.stderr)
+        message = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())
+        emit({"event": "error", "message": message})
+        return 1
+    finally:
+        _finished.set()
+        for s, handler in old.items():
+            signal.signal(s, handler)

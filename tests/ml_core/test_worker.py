@@ -1,0 +1,96 @@
+"""The worker process: JSON-lines protocol, one-line errors, exit codes (python -m ml_core worker)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ml_core.errors import FommError
+from ml_core.worker import EventWriter, parse_job, read_job, serve, square_frame
+
+
+def _run(job_text: str | None, *args: str, job_arg: str = "-") -> tuple[int, list[dict], str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml_core", "worker", job_arg, *args],
+        input=job_text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # every stdout line is JSON
+    return proc.returncode, events, proc.stderr
+
+
+def test_probe_reports_versions():
+    rc, events, _ = _run('{"kind": "probe"}\n')
+    assert rc == 0
+    assert events[0]["event"] == "start" and events[0]["kind"] == "probe"
+    result = events[-1]
+    assert result["event"] == "result" and result["kind"] == "probe"
+    assert result["torch"] and "cpu" in result["devices"] and result["ml_core"]
+
+
+def test_job_from_file(tmp_path):
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"kind": "probe"}))
+    rc, events, _ = _run(None, job_arg=str(job))
+    assert rc == 0 and events[-1]["event"] == "result"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("not json\n", "not valid JSON"),
+        ("[1, 2]\n", "must be a JSON object"),
+        ('{"kind": "bake"}\n', "unknown worker job kind"),
+        ('{"kind": "extract", "video": "x.mp4"}\n', "missing output"),
+        ('{"kind": "extract", "video": "/nonexistent/x.mp4", "output": "/tmp/x.npz"}\n', "video not found"),
+        ("\n", "no job on stdin"),
+    ],
+)
+def test_bad_jobs_give_one_line_errors(text, needle):
+    rc, events, stderr = _run(text)
+    assert rc == 2
+    assert events[-1]["event"] == "error" and needle in events[-1]["message"]
+    assert "\n" not in events[-1]["message"]
+    assert "Traceback" not in stderr
+
+
+def test_missing_job_file(tmp_path):
+    rc, events, _ = _run(None, job_arg=str(tmp_path / "nope.json"))
+    assert rc == 2 and "job file not found" in events[-1]["message"]
+
+
+def test_serve_in_process_with_stream(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"kind": "animate", "source": "a.png"}\n'))
+    rc = serve("-", emit=EventWriter(out))
+    assert rc == 2
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert lines[-1] == {"event": "error", "message": "the animate job is missing clip, output"}
+
+
+def test_parse_and_read_job(tmp_path):
+    assert (
+        parse_job('{"kind": "detect-images", "images": ["a.png"], "output": "o.npz"}')["kind"]
+        == "detect-images"
+    )
+    with pytest.raises(FommError, match="options must be a JSON object"):
+        parse_job('{"kind": "probe", "options": 3}')
+    with pytest.raises(FommError, match="no job on stdin"):
+        read_job("-", io.StringIO(""))
+
+
+def test_square_frame_pads_never_stretches():
+    import numpy as np
+
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255  # left half white
+    sq = square_frame(img, 16)
+    assert sq.shape == (16, 16, 3)
+    # 40 wide, padded to 40x40 by replicating rows: the left half stays white, right half black
+    assert sq[8, 2].min() > 200 and sq[8, 13].max() < 50

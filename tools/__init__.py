@@ -1,0 +1,1 @@
+"""Developer tools that are not shipped in the add-on (synthetic data generator)."""

@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from ml_core.errors import FommError
-from ml_core.retarget import rdp_reduce
+from ml_core.retarget import rdp_keep
 
 OWNER_PROP = "fomm_bake"
 TARGET_PROP = "fomm_target"
@@ -106,6 +106,20 @@ def _validated(curves: Sequence[Curve]) -> list[tuple[Curve, np.ndarray, np.ndar
     return out
 
 
+def _reduce(checked: list, tolerance: float) -> list:
+    if tolerance <= 0:
+        return checked
+    first = checked[0][1]
+    if all(len(f) == len(first) and np.array_equal(f, first) for _, f, _ in checked):
+        mask = rdp_keep(first, np.stack([v for _, _, v in checked], axis=1), tolerance)
+        return [(c, f[mask[:, i]], v[mask[:, i]]) for i, (c, f, v) in enumerate(checked)]
+    out = []
+    for c, f, v in checked:
+        m = rdp_keep(f, v, tolerance)
+        out.append((c, f[m], v[m]))
+    return out
+
+
 def write_fcurve(
     bag: bpy.types.ActionChannelbag, curve: Curve, frames: np.ndarray, values: np.ndarray
 ) -> bpy.types.FCurve:
@@ -144,13 +158,9 @@ def write_action(
     """
     checked = _validated(curves)
     check_placement(id_data, placement)
-    reduced = []
-    before = after = 0
-    for c, f, v in checked:
-        keep = rdp_reduce(f, v, tolerance) if tolerance > 0 else np.arange(len(f))
-        before += len(f)
-        after += len(keep)
-        reduced.append((c, f[keep], v[keep]))
+    reduced = _reduce(checked, tolerance)
+    before = sum(len(f) for _, f, _ in checked)
+    after = sum(len(f) for _, f, _ in reduced)
 
     action = bpy.data.actions.new(name or f"FOMM {kind} {id_data.name}")
     action[OWNER_PROP] = kind

@@ -486,34 +486,55 @@ def resample(
     return frames, values[lo] * (1.0 - alpha) + values[hi] * alpha
 
 
-def rdp_reduce(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
-    """Indices of the samples to keep so that linear interpolation through them stays within
-    ``tolerance`` of every original sample (vertical error, Ramer-Douglas-Peucker).
+def rdp_keep(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
+    """Ramer-Douglas-Peucker on every column of ``y`` [n,C] (or [n]) at once: a keep mask of ``y``'s shape.
 
-    First and last samples are always kept; ``tolerance <= 0`` keeps every sample.
+    Linear interpolation through the kept samples stays within ``tolerance`` of every original sample
+    (vertical error, the one that matters for animation curves). First and last samples are always kept;
+    ``tolerance <= 0`` keeps everything. Each round splits every segment still too far from its chord at
+    its worst sample (the recursive algorithm's result, computed breadth-first and vectorised).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    n = len(x)
+    one = y.ndim == 1
+    y2 = y[:, None] if one else y
+    n, c = y2.shape
+    keep = np.ones((n, c), dtype=bool)
     if n <= 2 or tolerance <= 0:
-        return np.arange(n)
-    keep = np.zeros(n, dtype=bool)
-    keep[0] = keep[-1] = True
-    stack = [(0, n - 1)]
-    while stack:
-        i, j = stack.pop()
-        if j - i < 2:
-            continue
-        xs = x[i + 1 : j]
-        line = y[i] + (y[j] - y[i]) * (xs - x[i]) / (x[j] - x[i])
-        err = np.abs(y[i + 1 : j] - line)
-        m = int(np.argmax(err))
-        if err[m] > tolerance:
-            k = i + 1 + m
-            keep[k] = True
-            stack.append((i, k))
-            stack.append((k, j))
-    return np.flatnonzero(keep)
+        return keep[:, 0] if one else keep
+    keep[1:-1] = False
+    # all columns end to end; every column's first and last samples stay kept, so no segment crosses
+    flat_y = y2.T.ravel()
+    flat_x = np.tile(x, c)
+    flat_keep = keep.T.ravel().copy()
+    lo = np.arange(c) * n
+    hi = lo + n - 1
+    while len(lo):
+        inner = hi - lo - 1
+        live = inner > 0
+        lo, hi, inner = lo[live], hi[live], inner[live]
+        if not len(lo):
+            break
+        starts = np.cumsum(inner) - inner
+        seg = np.repeat(np.arange(len(lo)), inner)
+        idx = lo[seg] + 1 + (np.arange(int(inner.sum())) - starts[seg])
+        a, b = lo[seg], hi[seg]
+        line = flat_y[a] + (flat_y[b] - flat_y[a]) * (flat_x[idx] - flat_x[a]) / (flat_x[b] - flat_x[a])
+        err = np.abs(flat_y[idx] - line)
+        worst = np.maximum.reduceat(err, starts)
+        hits = np.flatnonzero(err == worst[seg])  # the first worst sample per segment, as recursion picks
+        first = hits[np.searchsorted(seg[hits], np.arange(len(lo)))]
+        split = worst > tolerance
+        k = idx[first[split]]
+        flat_keep[k] = True
+        lo, hi = np.concatenate([lo[split], k]), np.concatenate([k, hi[split]])
+    keep = flat_keep.reshape(c, n).T
+    return keep[:, 0] if one else keep
+
+
+def rdp_reduce(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
+    """Indices of the samples of one curve that :func:`rdp_keep` keeps."""
+    return np.flatnonzero(rdp_keep(x, y, tolerance))
 
 
 def reduce_curves(
@@ -522,5 +543,6 @@ def reduce_curves(
     """:func:`rdp_reduce` for each column of ``values`` [M,C]; returns (kept indices per column,
     keys before, keys after)."""
     values = np.asarray(values)
-    kept = [rdp_reduce(frames, values[:, c], tolerance) for c in range(values.shape[1])]
-    return kept, int(values.shape[0] * values.shape[1]), int(sum(len(k) for k in kept))
+    mask = rdp_keep(frames, values, tolerance)
+    kept = [np.flatnonzero(mask[:, c]) for c in range(values.shape[1])]
+    return kept, int(mask.size), int(mask.sum())

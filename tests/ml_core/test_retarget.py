@@ -280,3 +280,34 @@ def test_rdp_bound_and_counts():
         assert np.abs(approx - walk[:, c]).max() <= 0.01 + 1e-12
     kept0, _, after0 = reduce_curves(frames, walk, 0.0)
     assert after0 == 1500
+
+
+def _rdp_recursive(x, y, tol):
+    """The textbook recursive algorithm, as the reference."""
+    keep = {0, len(x) - 1}
+
+    def rec(i, j):
+        if j - i < 2:
+            return
+        line = y[i] + (y[j] - y[i]) * (x[i + 1 : j] - x[i]) / (x[j] - x[i])
+        err = np.abs(y[i + 1 : j] - line)
+        m = int(np.argmax(err))
+        if err[m] > tol:
+            keep.add(i + 1 + m)
+            rec(i, i + 1 + m)
+            rec(i + 1 + m, j)
+
+    rec(0, len(x) - 1)
+    return np.array(sorted(keep))
+
+
+def test_rdp_matches_recursive_reference():
+    from ml_core.retarget import rdp_keep, rdp_reduce
+
+    rng = np.random.default_rng(7)
+    x = np.arange(300, dtype=float)
+    ys = np.cumsum(rng.normal(scale=0.03, size=(300, 4)), axis=0)
+    mask = rdp_keep(x, ys, 0.02)
+    for c in range(4):
+        np.testing.assert_array_equal(np.flatnonzero(mask[:, c]), _rdp_recursive(x, ys[:, c], 0.02))
+        np.testing.assert_array_equal(rdp_reduce(x, ys[:, c], 0.02), _rdp_recursive(x, ys[:, c], 0.02))

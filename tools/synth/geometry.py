@@ -348,11 +348,11 @@ def _define_parts(L: _Layout) -> None:
         L.landmark(f"eye_inner_{side}", f"eye_white_{side}", 0, 4)
         ri = p.iris_frac * p.eye_h
         for name, r, extra, mat, dz in (("iris", ri, 0.004, "iris", 0.0), ("pupil", 0.45 * ri, 0.007, "pupil", 0.0),
-                                        ("highlight", 0.17 * ri, 0.009, "highlight", 1.0)):
-            def disc(S, T, pose, r=r, extra=extra, dz=dz, cu=cu, cv=cv, sg=sg):
+                                        ("highlight", 0.15 * ri, 0.009, "highlight", 1.0)):
+            def disc(S, T, pose, r=r, extra=extra, dz=dz, cu=cu, cv=cv, ri=ri):
                 x, y = _disc(S, T * 2 - 1)
-                du = r * x + dz * 0.35 * ri  # the highlight sits up and to the right
-                dv = r * y + dz * 0.35 * ri
+                du = r * x + dz * 0.2 * ri  # the highlight sits up and to the right, inside the pupil
+                dv = r * y + dz * 0.2 * ri
                 lon, lat = _ll(p, cu + du, cv + dv)
                 return lon, lat, _eye_off(p, du, dv) + extra
             L.add(_Part(f"{name}_{side}", 7, 7, disc, mat))

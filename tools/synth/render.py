@@ -33,8 +33,12 @@ def reset_scene() -> bpy.types.Scene:
     return bpy.context.scene
 
 
-def setup_scene(size: int = 128, fps: int = 25, *, aa: str = "8") -> bpy.types.Scene:
-    """Workbench at ``size`` x ``size``, standard colour transform, a camera framing the head."""
+def setup_scene(size: int = 128, fps: int = 25, *, aa: str = "5", light: str = "STUDIO") -> bpy.types.Scene:
+    """Workbench at ``size`` x ``size``, standard colour transform, a camera framing the head.
+
+    ``aa``: Workbench anti-aliasing samples ("OFF", "FXAA", "5", "8", ...; 5 is ~1.7x faster than 8);
+    ``light``: "STUDIO" (shaded) or "FLAT" (material colours exactly, for tests).
+    """
     scene = bpy.context.scene
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.render.resolution_x = scene.render.resolution_y = int(size)
@@ -54,7 +58,7 @@ def setup_scene(size: int = 128, fps: int = 25, *, aa: str = "8") -> bpy.types.S
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     sh = scene.display.shading
-    sh.light = "STUDIO"
+    sh.light = light
     sh.color_type = "MATERIAL"
     sh.show_specular_highlight = True
     if scene.world is None:
@@ -268,10 +272,10 @@ def _read_png(path: str) -> np.ndarray:
 
 
 def render_frames(rig: HeadRig, perf: dict, *, size: int = 128, look_seed: int | None = 0,
-                  frame_start: int = 1, cancel: Callable[[], bool] | None = None,
+                  frame_start: int = 1, aa: str = "5", light: str = "STUDIO", cancel: Callable[[], bool] | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render ``perf`` on ``rig``: (frames uint8 [T,S,S,3], landmarks float32 [T,L,2], look info)."""
-    scene = setup_scene(size, int(round(perf.get("fps", 25))))
+    scene = setup_scene(size, int(round(perf.get("fps", 25))), aa=aa, light=light)
     look = apply_look(scene, look_seed) if look_seed is not None else {}
     apply_performance(rig, perf, frame_start)
     n = len(perf["curves"])

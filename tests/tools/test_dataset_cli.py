@@ -1,0 +1,91 @@
+"""python -m tools.synth: layout, frame counts, resume, one-line errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "tools.synth", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.bpy
+def test_layout_frame_counts_and_resume(tmp_path):
+    pytest.importorskip("bpy")
+    pytest.importorskip("cv2")
+    from tools.synth.video import count_frames, read_video
+
+    out = tmp_path / "ds"
+    args = ["--out", str(out), "--identities", "2", "--test-identities", "1", "--clips-per-identity", "2",
+            "--frames", "5", "--size", "64", "--seed", "3", "--no-progress"]
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    train = sorted(p.name for p in (out / "train").iterdir())
+    test = sorted(p.name for p in (out / "test").iterdir())
+    assert train == [f"id000{i}_c0{c}.{e}" for i in range(2) for c in range(2) for e in ("mp4", "npz")]
+    assert test == [f"id0002_c0{c}.{e}" for c in range(2) for e in ("mp4", "npz")]
+    for video in (out / "train").glob("*.mp4"):
+        gt = np.load(video.with_suffix(".npz"))
+        assert count_frames(video) == 5
+        assert gt["curves"].shape == (5, 8) and gt["landmarks"].shape == (5, len(gt["landmark_names"]), 2)
+        assert gt["head_rotation"].shape == (5, 3) and float(gt["fps"]) == 25.0
+        assert str(gt["identity"]) == video.stem.split("_")[0]
+        assert read_video(video).shape == (5, 64, 64, 3)
+    # different identities look different; the two clips of one identity differ too
+    a = read_video(out / "train" / "id0000_c00.mp4")[0].astype(int)
+    b = read_video(out / "train" / "id0001_c00.mp4")[0].astype(int)
+    assert np.abs(a - b).mean() > 5
+    # resume: nothing is rendered again; a missing .npz makes that clip (only) render again
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    r = _run(*args)
+    assert r.returncode == 0 and r.stdout.startswith("0 clips rendered, 6 already complete")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamp
+    (out / "test" / "id0002_c01.npz").unlink()
+    r = _run(*args)
+    assert r.returncode == 0 and r.stdout.startswith("1 clips rendered, 5 already complete")
+    assert not [p for p in out.rglob("*") if "partial" in p.name]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--identities", "0"], "--identities must be >= 1"),
+    (["--frames", "1"], "--frames must be between"),
+    (["--size", "8"], "--size must be between"),
+    (["--clips-per-identity", "-2"], "--clips-per-identity"),
+    (["--frames", "ten"], "invalid int value"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_arguments_one_line(tmp_path, capsys, args, needle):
+    from tools.synth.dataset import main
+
+    out = tmp_path / "ds"
+    code = main(["--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and needle in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_missing_out_and_out_is_a_file(tmp_path, capsys):
+    from tools.synth.dataset import main
+
+    assert main([]) == 2
+    assert "--out" in capsys.readouterr().err
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a folder" in err and err.count("\n") == 1
+
+
+def test_cli_process_exit_code_and_no_traceback(tmp_path):
+    r = _run("--out", str(tmp_path / "x"), "--size", "5000")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert not os.path.exists(tmp_path / "x")

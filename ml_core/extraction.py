@@ -1,0 +1,408 @@
+"""Driving video -> motion clip: streamed decoding, square framing, batched keypoint detection.
+
+:func:`extract` decodes the video on a reader thread (one frame in memory at a time, cropped and
+resized at once to the model's input size) that feeds batches through a small bounded queue to the
+keypoint detector, which runs under ``torch.inference_mode`` (optionally in bfloat16 autocast). Memory
+stays flat whatever the video's length; decoding overlaps with inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml_core.clip import MotionClip
+from ml_core.errors import FommError
+from ml_core.filters import describe, smooth_motion, smoothing_params
+from ml_core.framing import (
+    CropBox,
+    FaceDetector,
+    crop_square,
+    face_box_from_detections,
+    full_frame_box,
+    user_box,
+)
+from ml_core.geometry import fit_similarity_batch
+from ml_core.video import VideoReader
+
+__all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "find_face_box"]
+
+Progress = Callable[[int, int | None], None]
+DTYPES = ("fp32", "bf16")
+FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
+MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
+
+
+class Cancelled(KeyboardInterrupt):
+    """Raised when a ``cancel`` callback asks to stop; handled like Ctrl-C (nothing is written)."""
+
+
+# -------------------------------------------------------------------------------------------- inference
+def _check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise FommError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def _prepare(bundle: Any) -> None:
+    """Put the keypoint detector in channels-last layout once (same results; much faster batched on CPU)."""
+    kp = bundle.kp_detector
+    if not getattr(kp, "_fomm_channels_last", False):
+        kp.to(memory_format=torch.channels_last)
+        kp._fomm_channels_last = True
+
+
+def _infer(bundle: Any, batch: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of uint8 frames [B,S,S,3] (S = bundle.image_size) as float32 numpy arrays."""
+    device = torch.device(bundle.device)
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    # NHWC uint8 -> NCHW float view with channels-last strides: no copy of the layout needed.
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        out = bundle.kp_detector(x)
+    values = out["value"].float().cpu().numpy()
+    jac = out.get("jacobian")
+    if jac is None:
+        jacobians = np.broadcast_to(np.eye(2, dtype=np.float32), (*values.shape[:2], 2, 2)).copy()
+    else:
+        jacobians = jac.float().cpu().numpy()
+    return values.astype(np.float32, copy=False), jacobians.astype(np.float32, copy=False)
+
+
+def detect(
+    bundle: Any, frames: np.ndarray, batch_size: int = 16, *, dtype: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of square RGB uint8 ``frames`` [N,S,S,3] (any S; resized with cv2.INTER_AREA).
+
+    Returns ``values`` [N,K,2] and ``jacobians`` [N,K,2,2] (identity where the model has none), float32.
+    """
+    import cv2
+
+    _check_dtype(dtype)
+    frames = np.asarray(frames)
+    if frames.ndim == 3 and frames.shape[-1] == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[1] != frames.shape[2]:
+        raise FommError(f"frames must be square RGB images [N,S,S,3], got shape {list(frames.shape)}")
+    if frames.dtype != np.uint8:
+        raise FommError(f"frames must be uint8, got {frames.dtype}")
+    if batch_size < 1:
+        raise FommError(f"batch size must be 1 or more, got {batch_size}")
+    size = bundle.image_size
+    _prepare(bundle)
+    values, jacobians = [], []
+    for i in range(0, len(frames), batch_size):
+        chunk = frames[i : i + batch_size]
+        if chunk.shape[1] != size:
+            chunk = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in chunk])
+        v, j = _infer(bundle, chunk, dtype)
+        values.append(v)
+        jacobians.append(j)
+    if not values:
+        k = bundle.num_kp
+        return np.zeros((0, k, 2), np.float32), np.zeros((0, k, 2, 2), np.float32)
+    return np.concatenate(values), np.concatenate(jacobians)
+
+
+# ------------------------------------------------------------------------------------- reference frame
+def choose_reference_frame(values: np.ndarray) -> int:
+    """Index of the most typical (neutral) frame of ``values`` [T,K,2].
+
+    Every frame is aligned to the per-keypoint median shape by a similarity (rotation, scale,
+    translation; :func:`ml_core.geometry.fit_similarity_batch`), the median is recomputed from the
+    aligned shapes (a few rounds), and the frame with the smallest mean keypoint distance to it wins.
+    Head pose is thereby ignored: the choice is about expression.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 3 or v.shape[-1] != 2 or len(v) == 0:
+        raise FommError(f"keypoints must be [T,K,2] with T >= 1, got {list(v.shape)}")
+    if len(v) == 1:
+        return 0
+    target = np.median(v, axis=0)
+    aligned = v
+    if v.shape[1] >= 3:
+        for _ in range(3):
+            scale, rot, trans = fit_similarity_batch(v, target)
+            aligned = scale[:, None, None] * np.einsum("tij,tkj->tki", rot, v) + trans[:, None, :]
+            target = np.median(aligned, axis=0)
+    dist = np.sqrt(((aligned - target) ** 2).sum(axis=-1)).mean(axis=-1)
+    return int(np.argmin(dist))
+
+
+# -------------------------------------------------------------------------------------------- framing
+def find_face_box(
+    video: str | os.PathLike,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    step: int = 1,
+    samples: int = FACE_SAMPLES,
+    detector: Callable[[np.ndarray], tuple[int, int, int, int] | None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[CropBox | None, int, int]:
+    """One steady face box for the selected frames: ``(box or None, faces found, frames sampled)``.
+
+    About ``samples`` frames spread over the selection are searched with OpenCV's Haar cascade; see
+    :func:`ml_core.framing.face_box_from_detections` for how they become one box. Faces found in fewer
+    than ``MIN_FACE_FRACTION`` of the samples count as false alarms (box None).
+    """
+    detector = detector or FaceDetector()
+    with VideoReader(video, start=start, end=end, step=step) as probe:
+        expected = probe.expected_count()
+        width, height = probe.size
+    stride = max(1, math.ceil((expected or samples) / samples))
+    detections = []
+    with VideoReader(video, start=start, end=end, step=step * stride) as reader:
+        for _, frame in reader:
+            if cancel is not None and cancel():
+                raise Cancelled("extraction cancelled")
+            detections.append(detector(frame))
+    found = sum(d is not None for d in detections)
+    if found < MIN_FACE_FRACTION * len(detections):
+        return None, found, len(detections)
+    return face_box_from_detections(detections, width, height), found, len(detections)
+
+
+def _resolve_crop(
+    crop: str | Sequence[int],
+    video: str | os.PathLike,
+    reader: VideoReader,
+    start: int | None,
+    end: int | None,
+    step: int,
+    cancel: Callable[[], bool] | None,
+    notes: list[str],
+    log: Callable[[str], None] | None,
+) -> tuple[CropBox, str]:
+    width, height = reader.size
+    if isinstance(crop, str) and crop == "full":
+        return full_frame_box(width, height), "full"
+    if isinstance(crop, str) and crop == "auto":
+        if log is not None:
+            log("looking for the face")
+        box, found, sampled = find_face_box(video, start=start, end=end, step=step, cancel=cancel)
+        if box is None:
+            what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
+            notes.append(
+                f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)"
+            )
+            return full_frame_box(width, height), "full"
+        if found < sampled:
+            notes.append(f"face found in {found} of {sampled} sampled frames; the others keep the last good box")
+        return box, "auto"
+    return user_box(crop, width, height), "box"
+
+
+def _check_crop(crop: Any) -> None:
+    if isinstance(crop, str):
+        if crop in ("auto", "full"):
+            return
+        from ml_core.framing import parse_box
+
+        parse_box(crop)
+        return
+    try:
+        ok = len(crop) == 3 and all(isinstance(v, int | np.integer) for v in crop) and crop[2] > 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise FommError(f"crop must be 'auto', 'full' or (x, y, size) in whole pixels, got {crop!r}")
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+_DONE = object()
+
+
+def _batches(
+    reader: VideoReader, box: CropBox, size: int, batch_size: int, stop: threading.Event, depth: int = 2
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yield (frame indices, uint8 batch [B,S,S,3]) decoded on a background thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            indices: list[int] = []
+            buf = np.empty((batch_size, size, size, 3), dtype=np.uint8)
+            for index, frame in reader:
+                if stop.is_set():
+                    return
+                buf[len(indices)] = crop_square(frame, box, size)
+                indices.append(index)
+                if len(indices) == batch_size:
+                    if not put((indices, buf)):
+                        return
+                    indices, buf = [], np.empty_like(buf)
+            if indices and not put((indices, buf[: len(indices)])):
+                return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=produce, name="fomm-video-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                if not thread.is_alive() and q.empty():
+                    raise RuntimeError("video reader thread stopped unexpectedly") from None
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def extract(
+    video: str | os.PathLike,
+    *,
+    model: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    config: str | os.PathLike | dict | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    crop: str | Sequence[int] = "auto",
+    start: int | None = None,
+    end: int | None = None,
+    step: int = 1,
+    reference_frame: str | int = "auto",
+    smooth: dict[str, Any] | None = None,
+    dtype: str = "fp32",
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> MotionClip:
+    """Keypoint and Jacobian trajectories of a driving video (see the module docstring).
+
+    ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used); otherwise
+    ``load_model(checkpoint, config, device)``. ``crop``: ``"auto"`` (one steady box around the face,
+    the full frame if there is none), ``"full"`` (the whole frame padded to a square) or ``(x, y, size)``
+    pixels. ``start``/``end`` (exclusive)/``step`` select video frames. ``reference_frame``: ``"auto"``
+    (:func:`choose_reference_frame`) or a video frame number among those extracted. ``smooth``: None
+    (raw) or a dict of One Euro parameters (:func:`ml_core.filters.smoothing_params`; ``{}`` = defaults).
+    ``dtype``: ``"fp32"`` or ``"bf16"`` (autocast). ``progress(done, total)`` is called per batch
+    (``total`` from the header, None if unknown); ``cancel()`` returning True stops with
+    :class:`Cancelled`. ``log(line)`` receives stage messages and notes (e.g. a truncated file).
+    """
+    _check_dtype(dtype)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise FommError(f"batch size must be a whole number of 1 or more, got {batch_size!r}")
+    _check_crop(crop)
+    smoothing = smoothing_params(smooth)
+    if not (reference_frame == "auto" or (isinstance(reference_frame, int | np.integer) and reference_frame >= 0)):
+        raise FommError(f"reference frame must be 'auto' or a video frame number, got {reference_frame!r}")
+    if isinstance(reference_frame, int | np.integer):
+        s0 = start or 0
+        if reference_frame < s0 or (reference_frame - s0) % step or (end is not None and reference_frame >= end):
+            raise FommError(
+                f"reference frame {reference_frame} is not among the extracted frames "
+                f"(start {s0}, step {step}{'' if end is None else f', end {end}'})"
+            )
+
+    notes: list[str] = []
+    with VideoReader(video, start=start, end=end, step=step) as reader:
+        if model is None:
+            from ml_core.model import load_model
+
+            model = load_model(checkpoint, config, device)
+        bundle = model
+        size = int(bundle.image_size)
+        box, crop_mode = _resolve_crop(crop, video, reader, start, end, step, cancel, notes, log)
+        if log is not None:
+            for n in notes:
+                log(n)
+        _prepare(bundle)
+
+        total = reader.expected_count()
+        indices: list[int] = []
+        values: list[np.ndarray] = []
+        jacobians: list[np.ndarray] = []
+        if progress is not None:
+            progress(0, total)
+        stop = threading.Event()
+        with contextlib.closing(_batches(reader, box, size, batch_size, stop)) as batches:
+            for batch_indices, batch in batches:
+                if cancel is not None and cancel():
+                    raise Cancelled("extraction cancelled")
+                v, j = _infer(bundle, batch, dtype)
+                indices.extend(batch_indices)
+                values.append(v)
+                jacobians.append(j)
+                if progress is not None:
+                    done = len(indices)
+                    progress(done, total if total is not None and total >= done else None)
+        fps = reader.fps
+        for n in reader.notes:
+            notes.append(n)
+            if log is not None:
+                log(n)
+        video_size = reader.size
+
+    frame_indices = np.asarray(indices, dtype=np.int64)
+    vals = np.concatenate(values)
+    jacs = np.concatenate(jacobians)
+    has_jac = bool(bundle.estimate_jacobian)
+    smoothing_record = None
+    if smoothing is not None and len(vals) > 1:
+        vparams, jparams = smoothing
+        times = frame_indices / fps
+        sv, sj = smooth_motion(vals, jacs, times=times, params=vparams, jacobian_params=jparams)
+        vals = sv.astype(np.float32)
+        if has_jac:
+            jacs = sj.astype(np.float32)
+        smoothing_record = {**describe(vparams), "jacobians": describe(jparams)}
+
+    if reference_frame == "auto":
+        ref = choose_reference_frame(vals)
+    else:
+        hit = np.flatnonzero(frame_indices == int(reference_frame))
+        if len(hit) == 0:
+            raise FommError(
+                f"reference frame {reference_frame} did not decode (the video's last extracted frame is "
+                f"{int(frame_indices[-1])})"
+            )
+        ref = int(hit[0])
+
+    return MotionClip(
+        values=vals,
+        jacobians=jacs,
+        fps=fps,
+        frame_indices=frame_indices,
+        reference_frame=ref,
+        crop_box=tuple(box),
+        video_size=video_size,
+        num_kp=bundle.num_kp,
+        image_size=size,
+        config_hash=str(bundle.config_hash),
+        checkpoint_hash=str(bundle.checkpoint_hash),
+        has_jacobians=has_jac,
+        source_path=str(Path(video).resolve()),
+        crop_mode=crop_mode,
+        smoothing=smoothing_record,
+        notes=tuple(notes),
+    )

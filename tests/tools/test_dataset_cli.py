@@ -36,6 +36,7 @@ def test_layout_frame_counts_and_resume(tmp_path):
         assert count_frames(video) == 5
         assert gt["curves"].shape == (5, 8) and gt["landmarks"].shape == (5, len(gt["landmark_names"]), 2)
         assert gt["head_rotation"].shape == (5, 3) and float(gt["fps"]) == 25.0
+        assert gt["landmark_visible"].shape == gt["landmarks"].shape[:2] and gt["landmark_visible"].dtype == bool
         assert str(gt["identity"]) == video.stem.split("_")[0]
         assert read_video(video).shape == (5, 64, 64, 3)
     # different identities look different; the two clips of one identity differ too

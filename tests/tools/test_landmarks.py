@@ -77,3 +77,18 @@ def test_open_mouth_between_the_lip_landmarks(bpy_scene):
     assert xy["chin"][1] > xy["lip_lower_outer"][1] > xy["nose_tip"][1] > xy["pupil_L"][1] > xy["brow_L"][1]
     assert xy["mouth_corner_L"][0] > xy["mouth_corner_R"][0]
     assert np.all(np.abs(lm) < 1)
+
+
+def test_visibility_flags_follow_the_head_turn(bpy_scene):
+    from tools.synth.head import build_head
+    from tools.synth.render import render_frames
+
+    rig = build_head(0, "semantic")
+    perf = _perf((0.0, 0.0, 0.0), (0, 0, 0))
+    perf["head_rotation"][1] = (0.7, 0.0, 0.0)  # second frame: face turned far toward image right
+    _, _, look = render_frames(rig, perf, size=64, look_seed=None, aa="OFF")
+    vis = look["landmark_visible"]
+    names = list(rig.landmark_names)
+    assert vis.shape == (2, len(names)) and vis[0].all()
+    assert not vis[1, names.index("jaw_L")] and vis[1, names.index("jaw_R")]
+    assert vis[1, names.index("pupil_R")] and vis[1, names.index("nose_tip")]

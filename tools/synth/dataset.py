@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--naming", default="semantic", choices=("semantic", "arkit", "custom"),
                    help="shape-key display names on the rendered heads (ground truth uses semantic ids)")
+    p.add_argument("--aa", default="5", choices=("OFF", "FXAA", "5", "8", "11", "16", "32"),
+                   help="Workbench anti-aliasing samples (default 5; FXAA ~1.6x faster, 8 ~1.7x slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -107,7 +109,7 @@ def generate(args: argparse.Namespace, progress: Callable[[int, int | None], Non
                 rig.identity = identity_name(i)
                 current = i
             perf = make_performance(_seed(args.seed, i, c, 2), args.frames, args.fps)
-            R.render_clip(rig, perf, video, size=args.size, look_seed=_seed(args.seed, i, c, 3))
+            R.render_clip(rig, perf, video, size=args.size, look_seed=_seed(args.seed, i, c, 3), aa=args.aa)
             done += 1
             if progress:
                 progress(done, len(jobs))

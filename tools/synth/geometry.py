@@ -79,6 +79,10 @@ class HeadParams:
     hair: str = "short"
     hairline: float = 0.5
     hair_thick: float = 0.07
+    hair_wave: float = 0.0  # amplitude of a wavy / spiky front hairline (lat radians)
+    hair_freq: float = 6.0
+    hair_phase: float = 0.0
+    hair_slant: float = 0.0  # side-swept fringe: hairline lower on one side
     ears: bool = True
     colors: dict = field(default_factory=dict)  # material name -> linear RGB
 
@@ -110,6 +114,10 @@ def draw_head_params(seed: int) -> HeadParams:
     p.lip_upper, p.lip_lower = u(0.028, 0.045), u(0.035, 0.058)
     p.hair = str(rng.choice(HAIR_STYLES, p=[0.45, 0.25, 0.18, 0.12]))
     p.hairline, p.hair_thick = u(0.42, 0.58), u(0.04, 0.12)
+    if p.hair in ("short", "bob") and rng.random() < 0.35:  # a fringe
+        p.hairline = u(0.36, 0.42)
+    p.hair_wave = u(0.0, 0.06) if rng.random() < 0.6 else 0.0
+    p.hair_freq, p.hair_phase, p.hair_slant = u(4.0, 11.0), u(0, 2 * np.pi), u(-0.1, 0.1)
     p.ears = bool(rng.random() < 0.85)
     if rng.random() < 0.1:
         skin = _FANTASY_SKIN[rng.integers(len(_FANTASY_SKIN))]
@@ -288,11 +296,17 @@ def _define_parts(L: _Layout) -> None:
         if p.hair == "cap":
             thick = 0.06
 
+        wave = p.hair_wave if p.hair != "cap" else 0.0
+        slant = p.hair_slant if p.hair != "cap" else 0.0
+
         def hairline(lon):
             a = np.abs(lon)
-            return np.interp(a, [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
+            base = np.interp(a, [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
                              [front, front - 0.03, 0.5 * (front + side_lat), side_lat,
                               0.5 * (side_lat + back_lat), back_lat])
+            near_front = np.clip(1 - a / 1.2, 0, 1)
+            return base + near_front * (wave * np.abs(np.sin(p.hair_freq * lon + p.hair_phase)) - wave
+                                        + slant * lon)
 
         t_vals = np.concatenate([[0.0, 0.04, 0.1], np.linspace(0.18, 1.0, 14)])
 

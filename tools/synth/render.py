@@ -228,13 +228,30 @@ def landmark_world(rig: HeadRig) -> np.ndarray:
     return co @ mw[:3, :3].T + mw[:3, 3]
 
 
-def landmarks_for_frames(rig: HeadRig, frames: range) -> np.ndarray:
+def landmark_visibility(scene: bpy.types.Scene, points_world: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
+    """[L] bool: nothing lies in front of each point seen from the camera (by more than ``tolerance``)."""
+    dg = bpy.context.evaluated_depsgraph_get()
+    cam = Vector(scene.camera.matrix_world.translation)
+    out = np.zeros(len(points_world), dtype=bool)
+    for i, p in enumerate(points_world):
+        d = Vector(p) - cam
+        dist = d.length
+        d.normalize()
+        hit, loc, *_ = scene.ray_cast(dg, cam, d, distance=dist + 1.0)
+        out[i] = (not hit) or ((loc - cam).length > dist - tolerance)
+    return out
+
+
+def landmarks_for_frames(rig: HeadRig, frames: range) -> tuple[np.ndarray, np.ndarray]:
+    """(positions float32 [T,L,2] in the networks' convention, visible bool [T,L]) for scene frames."""
     scene = bpy.context.scene
-    out = []
+    pos, vis = [], []
     for f in frames:
         scene.frame_set(f)
-        out.append(project_points(scene, landmark_world(rig)))
-    return np.asarray(out, dtype=np.float32)
+        world = landmark_world(rig)
+        pos.append(project_points(scene, world))
+        vis.append(landmark_visibility(scene, world))
+    return np.asarray(pos, dtype=np.float32), np.asarray(vis, dtype=bool)
 
 
 # ----------------------------------------------------------------------------------------- rendering
@@ -274,7 +291,10 @@ def _read_png(path: str) -> np.ndarray:
 def render_frames(rig: HeadRig, perf: dict, *, size: int = 128, look_seed: int | None = 0,
                   frame_start: int = 1, aa: str = "5", light: str = "STUDIO", cancel: Callable[[], bool] | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Render ``perf`` on ``rig``: (frames uint8 [T,S,S,3], landmarks float32 [T,L,2], look info)."""
+    """Render ``perf`` on ``rig``: (frames uint8 [T,S,S,3], landmarks float32 [T,L,2], look info).
+
+    The look dict also carries ``landmark_visible`` (bool [T,L], see :func:`landmark_visibility`).
+    """
     scene = setup_scene(size, int(round(perf.get("fps", 25))), aa=aa, light=light)
     look = apply_look(scene, look_seed) if look_seed is not None else {}
     apply_performance(rig, perf, frame_start)
@@ -295,9 +315,9 @@ def render_frames(rig: HeadRig, perf: dict, *, size: int = 128, look_seed: int |
                 if progress is not None:
                     progress(k + 1, n)
         frames = np.stack([_read_png(os.path.join(tmp, f"f_{frame_start + k:04d}.png")) for k in range(n)])
-    landmarks = landmarks_for_frames(rig, range(frame_start, frame_start + n))
+    landmarks, visible = landmarks_for_frames(rig, range(frame_start, frame_start + n))
     scene.frame_set(frame_start)
-    return frames, landmarks, look
+    return frames, landmarks, {**look, "landmark_visible": visible}
 
 
 def ground_truth(rig: HeadRig, perf: dict, landmarks: np.ndarray, look: dict, size: int) -> dict:
@@ -312,9 +332,10 @@ def ground_truth(rig: HeadRig, perf: dict, landmarks: np.ndarray, look: dict, si
         "identity": np.array(rig.identity),
         "landmarks": np.asarray(landmarks, dtype=np.float32),
         "landmark_names": np.array(list(rig.landmark_names)),
+        "landmark_visible": np.asarray(look.get("landmark_visible", np.ones(np.shape(landmarks)[:2], bool))),
         "image_size": np.int32(size),
         "performance_seed": np.int64(perf.get("seed", -1)),
-        "look": np.array(repr(look)),
+        "look": np.array(repr({k: v for k, v in look.items() if k != "landmark_visible"})),
     }
 
 
@@ -326,7 +347,7 @@ def save_ground_truth(path: str | os.PathLike, gt: dict) -> None:
 
 
 def render_clip(rig: HeadRig, perf: dict, out_path: str | os.PathLike, *, size: int = 128,
-                look_seed: int | None = 0) -> dict:
+                look_seed: int | None = 0, aa: str = "5") -> dict:
     """Render to ``out_path`` (.mp4, needs OpenCV) and write the ground truth beside it (same stem, .npz).
 
     The video is written first and the ``.npz`` last, both atomically: a clip is complete when its
@@ -335,7 +356,7 @@ def render_clip(rig: HeadRig, perf: dict, out_path: str | os.PathLike, *, size: 
     from .video import write_mp4
 
     out_path = Path(out_path)
-    frames, landmarks, look = render_frames(rig, perf, size=size, look_seed=look_seed)
+    frames, landmarks, look = render_frames(rig, perf, size=size, look_seed=look_seed, aa=aa)
     write_mp4(out_path, frames, perf["fps"])
     gt = ground_truth(rig, perf, landmarks, look, size)
     save_ground_truth(out_path.with_suffix(".npz"), gt)

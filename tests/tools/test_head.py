@@ -56,14 +56,14 @@ def test_every_key_visibly_changes_the_render(bpy_scene, tmp_path):
     from tools.synth.head import build_head, set_expression
     from tools.synth.render import setup_scene
 
-    rig = build_head(2, "custom")
+    rig = build_head(2, "custom")  # a dark-skinned head: the low-contrast case
     scene = setup_scene(64)
     base = _render(scene, tmp_path / "base.png")
     for sid in CURVE_IDS:
         set_expression(rig, {s: 0.0 for s in CURVE_IDS} | {sid: 1.0})
         img = _render(scene, tmp_path / f"{sid}.png")
-        changed = np.abs(img - base).max(axis=-1) > 30
-        assert changed.sum() >= 4, (sid, changed.sum())
+        changed = np.abs(img - base).max(axis=-1) > 15
+        assert changed.sum() >= 12, (sid, changed.sum())
         # the change stays on the face (not a global flicker)
         assert changed.sum() < 0.1 * changed.size, sid
 

@@ -111,7 +111,7 @@ def draw_head_params(seed: int) -> HeadParams:
     p.nose_v, p.nose_h, p.nose_w = u(-0.21, -0.12), u(0.10, 0.2), u(0.06, 0.1)
     p.mouth_v, p.mouth_w = u(-0.46, -0.37), u(0.17, 0.25)
     p.mouth_v = min(p.mouth_v, p.nose_v - 0.17)
-    p.lip_upper, p.lip_lower = u(0.028, 0.045), u(0.035, 0.058)
+    p.lip_upper, p.lip_lower = u(0.035, 0.05), u(0.045, 0.065)
     p.hair = str(rng.choice(HAIR_STYLES, p=[0.45, 0.25, 0.18, 0.12]))
     p.hairline, p.hair_thick = u(0.42, 0.58), u(0.04, 0.12)
     if p.hair in ("short", "bob") and rng.random() < 0.35:  # a fringe
@@ -128,8 +128,10 @@ def draw_head_params(seed: int) -> HeadParams:
     skin = np.clip(skin * u(0.95, 1.05, 3), 0, 1)
     hair = np.clip(_HAIR[rng.integers(len(_HAIR))] * u(0.85, 1.15, 3), 0, 1)
     iris = np.clip(_IRIS[rng.integers(len(_IRIS))] * u(0.85, 1.15, 3), 0, 1)
-    lip = np.clip(skin * np.array([0.82, 0.52, 0.52]) * u(0.85, 1.05), 0, 1)
+    # lips keep a reddish contrast against any skin tone
+    lip = np.clip((0.5 * skin * np.array([0.85, 0.5, 0.5]) + 0.5 * np.array([0.7, 0.28, 0.3])) * u(0.85, 1.1), 0, 1)
     brow = np.minimum(hair * 0.55, 0.22) if rng.random() < 0.85 else np.array([0.08, 0.06, 0.05])
+    brow = np.minimum(brow, skin * 0.4)  # always darker than the skin
     cap = np.clip(np.array([u(0.05, 1), u(0.05, 1), u(0.05, 1)]), 0, 1)
     srgb = {
         "skin": skin, "neck": skin * 0.78, "nose": skin * 0.94, "ear": skin * 0.9, "lip": lip,
@@ -219,12 +221,12 @@ def _mouth(p: HeadParams, s, pose):
     c6 = np.clip(1 - s * s, 0, 1) ** 0.6
     smile = np.where(s > 0, sl, sr)
     a2 = np.abs(s) ** 2
-    half_w = p.mouth_w * (1 - 0.12 * jaw) * (1 - 0.42 * pk) * (1 + 0.12 * smile * a2)
+    half_w = p.mouth_w * (1 - 0.12 * jaw) * (1 - 0.42 * pk) * (1 + 0.2 * smile * a2)
     u = half_w * s
-    v0 = p.mouth_v + 0.085 * smile * a2 - 0.01 * (sl + sr) * (1 - a2) * 0.5
+    v0 = p.mouth_v + 0.12 * smile * a2 - 0.012 * (sl + sr) * (1 - a2) * 0.5
     h0 = 0.006 + 0.012 * pk
     upper_in = v0 + h0 * c + 0.02 * jaw * c6
-    lower_in = v0 - h0 * c - 0.20 * jaw * c6 - 0.012 * smile * c
+    lower_in = v0 - h0 * c - 0.20 * jaw * c6 - 0.025 * smile * c
     thick = 1 + 0.8 * pk - 0.2 * smile
     bow = 1 - 0.3 * np.exp(-((s / 0.15) ** 2))
     upper_out = upper_in + p.lip_upper * thick * np.sqrt(c) * bow
@@ -450,7 +452,7 @@ def _common_offset(p: HeadParams, lon, lat, pose):
     for side, sg in (("L", 1.0), ("R", -1.0)):
         sm = pose.get(f"smile_{side}", 0.0)
         if sm:
-            out = out + 0.04 * sm * np.exp(-(((u - sg * 0.3) ** 2 + (v - p.mouth_v - 0.16) ** 2) / (2 * 0.08 ** 2)))
+            out = out + 0.06 * sm * np.exp(-(((u - sg * 0.3) ** 2 + (v - p.mouth_v - 0.16) ** 2) / (2 * 0.08 ** 2)))
     pk = pose.get("pucker", 0.0)
     if pk:
         out = out + 0.06 * pk * np.exp(-((u ** 2 + ((v - p.mouth_v) / 1.2) ** 2) / (2 * 0.1 ** 2)))

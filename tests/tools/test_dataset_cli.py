@@ -90,3 +90,14 @@ def test_cli_process_exit_code_and_no_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_without_opencv_one_line_error(tmp_path, capsys, monkeypatch):
+    # the Blender 4.5 venv has no OpenCV: the CLI refuses before rendering anything
+    from tools.synth.dataset import main
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` raise ImportError
+    assert main(["--out", str(tmp_path / "ds"), "--frames", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "OpenCV" in err and err.count("\n") == 1
+    assert not (tmp_path / "ds").exists()

@@ -53,3 +53,19 @@ def test_frames_without_opencv_path(bpy_scene):
     assert frames.shape == (4, 48, 48, 3) and frames.dtype == np.uint8
     assert lm.shape == (4, len(rig.landmark_names), 2) and "studio_light" in look
     assert frames.std() > 10
+
+
+def test_progress_and_cancel(bpy_scene):
+    from tools.synth.head import build_head
+    from tools.synth.performance import make_performance
+    from tools.synth.render import render_frames
+
+    rig = build_head(1, "semantic")
+    calls = []
+    frames, _, _ = render_frames(rig, make_performance(1, 3), size=32, look_seed=None,
+                                 progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)] and frames.shape == (3, 32, 32, 3)
+    with pytest.raises(KeyboardInterrupt):
+        render_frames(rig, make_performance(1, 3), size=32, look_seed=None, cancel=lambda: len(calls) > 3,
+                      progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) == 4  # stopped after the first frame of the second run

@@ -57,6 +57,14 @@ def validate(args: argparse.Namespace) -> None:
         raise FommError(f"--out {out} exists and is not a folder; pick another path")
 
 
+def _require_opencv() -> None:
+    try:
+        import cv2  # noqa: F401  (fail before rendering anything)
+    except ImportError as exc:
+        raise FommError("the dataset writer needs OpenCV for mp4 (opencv-python-headless); "
+                        "run it with the project's .venv") from exc
+
+
 def identity_name(index: int) -> str:
     return f"id{index:04d}"
 
@@ -91,10 +99,7 @@ def generate(args: argparse.Namespace, progress: Callable[[int, int | None], Non
     if progress:
         progress(done, len(jobs))
     if todo:
-        try:
-            import cv2  # noqa: F401  (fail before rendering anything)
-        except ImportError as exc:
-            raise FommError("the dataset writer needs OpenCV for mp4; run it with the project's .venv") from exc
+        _require_opencv()
         from . import render as R
         from .head import build_head
         from .performance import make_performance
@@ -120,11 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         validate(args)
+        _require_opencv()
         bar = None
         if not args.no_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=None, unit="clip", desc="synth", file=sys.stderr)
+            try:
+                from tqdm import tqdm
+            except ImportError:  # no bar, still works
+                tqdm = None
+            if tqdm is not None:
+                bar = tqdm(total=None, unit="clip", desc="synth", file=sys.stderr)
 
         def progress(done: int, total: int | None) -> None:
             if bar is not None:

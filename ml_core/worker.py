@@ -5,6 +5,7 @@ the ml_core APIs and reports on stdout, one JSON object per line (nothing else i
 
 - ``{"event": "start", "kind": ..., "pid": ...}``
 - ``{"event": "progress", "done": n, "total": m or null, "message": "..."}``
+- ``{"event": "log", "message": "..."}`` (notes worth showing, e.g. "no face found: full frame")
 - ``{"event": "result", "kind": ..., ...}`` (what the job made; see each job below)
 - ``{"event": "error", "message": "one line"}`` (exit 2; exit 1 with a traceback on stderr for a bug)
 - ``{"event": "cancelled"}`` (exit 130)
@@ -145,7 +146,11 @@ def run_extract(job: dict, emit: Emit) -> dict:
     emit({"event": "progress", "done": 0, "total": None, "message": "loading the model"})
     bundle = _load_bundle(job)
     clip = extract(
-        str(video), model=bundle, progress=_progress(emit, "extracting motion"), **job.get("options", {})
+        str(video),
+        model=bundle,
+        progress=_progress(emit, "extracting motion"),
+        log=lambda line: emit({"event": "log", "message": str(line)}),
+        **job.get("options", {}),
     )
     clip.save(job["output"])
     return {
@@ -178,26 +183,6 @@ def run_animate(job: dict, emit: Emit) -> dict:
     return result
 
 
-def _read_image(path: str) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise FommError(f"cannot read image {path}: is it a PNG/JPEG file?")
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        rgb = img[:, :, :3].astype(np.float32)
-        alpha = img[:, :, 3:4].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
-        img = (rgb * alpha + (1.0 - alpha) * rgb.max()).astype(img.dtype)  # over white-ish: no black halo
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    return img
-
-
 def square_frame(image: np.ndarray, size: int) -> np.ndarray:
     """Pad ``image`` [H,W,3] to a centred square (edge colour, never stretched), resize to ``size``."""
     import cv2
@@ -212,6 +197,7 @@ def square_frame(image: np.ndarray, size: int) -> np.ndarray:
 
 def run_detect_images(job: dict, emit: Emit) -> dict:
     from ml_core.extraction import detect
+    from ml_core.video import read_image
 
     images = job["images"]
     if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
@@ -220,7 +206,7 @@ def run_detect_images(job: dict, emit: Emit) -> dict:
     bundle = _load_bundle(job)
     frames = []
     for i, path in enumerate(images):
-        frames.append(square_frame(_read_image(path), bundle.image_size))
+        frames.append(square_frame(read_image(path), bundle.image_size))
         emit({"event": "progress", "done": i + 1, "total": len(images), "message": "reading renders"})
     values, jacobians = detect(bundle, np.stack(frames))
     values = np.asarray(values, dtype=np.float32)

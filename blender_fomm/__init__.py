@@ -1,0 +1,21 @@
+"""FOMM motion capture for Blender: driving video -> motion clip -> shape-key and bone animation.
+
+The add-on never imports torch: the networks run in a worker process (``python -m ml_core worker``),
+see :mod:`.worker_client`. Panels live in the 3D View's sidebar, tab "FOMM".
+"""
+
+from __future__ import annotations
+
+from . import operators, prefs, props, ui
+
+_modules = (props, prefs, operators, ui)
+
+
+def register() -> None:
+    for module in _modules:
+        module.register()
+
+
+def unregister() -> None:
+    for module in reversed(_modules):
+        module.unregister()

@@ -42,6 +42,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
@@ -115,11 +116,26 @@ PLATFORMS: dict[str, tuple[str, ...]] = {
     "linux-x64": _linux("x86_64", 5),
     "linux-arm64": _linux("aarch64", 17),
     "windows-x64": ("win_amd64",),
-    # Blender 4.2+ runs on macOS 11.2+; wheels tagged for newer macOS releases than the user's fail to load.
-    "macos-arm64": (*(f"macosx_{v}_0_arm64" for v in range(15, 10, -1)),
-                    *(f"macosx_{v}_0_universal2" for v in range(15, 10, -1)),
-                    *(f"macosx_10_{v}_universal2" for v in range(15, 8, -1))),
+    "macos-arm64": (),  # see platform_tags(): depends on the oldest macOS to support
 }
+
+MACOS_MIN = 12
+
+
+def platform_tags(platform: str, macos_min: int = MACOS_MIN) -> tuple[str, ...]:
+    """pip platform tags for a Blender platform, the preferred first.
+
+    macOS: only wheels for ``macos_min`` and older. A wheel tagged for a newer macOS than the user's
+    fails to load (Blender's installer does not check), and pip prefers the newest tag it is offered.
+    Blender itself needs macOS 11.2+, but scipy has no macOS 11 arm64 wheels since 1.9, hence 12; newer
+    torch releases are tagged for macOS 14 (pass ``--macos-min 14`` for those).
+    """
+    if platform == "macos-arm64":
+        versions = range(max(macos_min, 11), 10, -1)
+        return (*(f"macosx_{v}_0_arm64" for v in versions), *(f"macosx_{v}_0_universal2" for v in versions),
+                *(f"macosx_10_{v}_universal2" for v in range(15, 8, -1)))
+    return PLATFORMS[platform]
+
 
 Progress = Callable[[str], None]
 
@@ -172,6 +188,11 @@ class Target:
     blender_min: str
     blender_max: str | None
     lean: bool
+    macos_min: int = MACOS_MIN
+
+    @property
+    def pip_platforms(self) -> tuple[str, ...]:
+        return platform_tags(self.platform, self.macos_min)
 
     @property
     def label(self) -> str:
@@ -184,7 +205,9 @@ class Target:
         return f"{ext_id}-{version}{flavor}-{self.platform.replace('-', '_')}-{self.label}.zip"
 
 
-def make_targets(manifest: dict, platforms: Sequence[str], blenders: Sequence[str], lean: bool) -> list[Target]:
+def make_targets(
+    manifest: dict, platforms: Sequence[str], blenders: Sequence[str], lean: bool, macos_min: int = MACOS_MIN
+) -> list[Target]:
     add_min = parse_version(manifest["blender_version_min"])
     add_max = parse_version(manifest["blender_version_max"]) if manifest.get("blender_version_max") else None
     if blenders:
@@ -206,7 +229,7 @@ def make_targets(manifest: dict, platforms: Sequence[str], blenders: Sequence[st
         if hi is not None and lo >= hi:
             continue  # the add-on does not run on any Blender of this range
         for p in platforms:
-            targets.append(Target(p, r, _vstr(lo), _vstr(hi) if hi else None, lean))
+            targets.append(Target(p, r, _vstr(lo), _vstr(hi) if hi else None, lean, macos_min))
     if not targets:
         raise FommError("no Blender range left to build for: check --blender and the manifest's version range")
     return targets
@@ -325,7 +348,7 @@ def wheel_tags(filename: str) -> tuple[str, str, str, str]:
 def wheel_fits(filename: str, target: Target) -> bool:
     """Would Blender (of the target's range, on its platform) install this wheel? Mirrors Blender's filter."""
     _, py, abi, plat = wheel_tags(filename)
-    ok_plats = set(PLATFORMS[target.platform]) | {"any"}
+    ok_plats = set(target.pip_platforms) | {"any"}
     if not any(p in ok_plats for p in plat.split(".")):
         return False
     want = target.range.tag
@@ -409,7 +432,7 @@ def resolve_wheels(
     """
     cached = cache / "wheels" / f"{target.range.tag}-{target.platform}"
     cached.mkdir(parents=True, exist_ok=True)
-    platform_args = [a for tag in PLATFORMS[target.platform] for a in ("--platform", tag)]
+    platform_args = [a for tag in target.pip_platforms for a in ("--platform", tag)]
     with tempfile.TemporaryDirectory(prefix="resolve-", dir=cache) as tmp:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text(target.range.numpy + "\n")
@@ -436,6 +459,9 @@ def resolve_wheels(
                     if not (cached / w.name).exists():
                         shutil.copy2(w, cached / w.name)
                 keep = [cached / w.name for w in found if wheel_tags(w.name)[0] not in BLENDER_PROVIDED]
+                if any(w.name.startswith("nvidia_") for w in keep):
+                    say("  note: this torch is the CUDA build (several GB with the nvidia-* wheels); for a CPU "
+                        "build pass --index-url https://download.pytorch.org/whl/cpu --index-url https://pypi.org/simple")
                 bad = [w.name for w in keep if not wheel_fits(w.name, target)]
                 if bad:
                     raise FommError(f"pip picked wheels Blender would not load on {target.platform} with Python "
@@ -451,7 +477,7 @@ def _pip_failure(lines: list[str], target: Target, wheelhouse: Path | None) -> s
     where = f"Python {target.range.python} on {target.platform}"
     if wheelhouse is not None:
         if what:
-            tag = PLATFORMS[target.platform][0]
+            tag = target.pip_platforms[0]
             return (f"no wheel of {what} for {where} in {wheelhouse}: add it (pip download --only-binary=:all: "
                     f"--platform {tag} --python-version {target.range.python} -d {wheelhouse} '{what}')")
     elif any(e in text for e in _NET_ERRORS):
@@ -603,6 +629,7 @@ def build(
     index_urls: Sequence[str] = (),
     blender_ext: str | None = None,
     listing: bool = True,
+    macos_min: int = MACOS_MIN,
     say: Progress = _say,
 ) -> list[Path]:
     """Build every (platform, Blender range) zip into ``output``; returns the zips written."""
@@ -615,7 +642,9 @@ def build(
     if not ADDON_DIR.is_dir():
         raise FommError(f"add-on package not found: {ADDON_DIR}")
     template = load_manifest()
-    targets = make_targets(template, platforms, blenders, lean)
+    if not 11 <= macos_min <= 30:
+        raise FommError(f"--macos-min {macos_min} is not a macOS version Blender runs on: use 11 to 15 or so")
+    targets = make_targets(template, platforms, blenders, lean, macos_min)
     tool = find_blender_ext(blender_ext)
     cache.mkdir(parents=True, exist_ok=True)
     output.mkdir(parents=True, exist_ok=True)
@@ -645,8 +674,13 @@ def build(
     return made
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every other error here
+        self.exit(2, f"error: {message} (see python build_addon.py --help)\n")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="python build_addon.py",
         description="Build validated Blender extension zips of the FOMM add-on and a repository listing.",
     )
@@ -665,6 +699,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--index-url", action="append", default=[], metavar="URL",
                     help="package index to fetch from (repeatable; the first replaces the default index), e.g. "
                          "https://download.pytorch.org/whl/cpu then https://pypi.org/simple for CPU-only torch")
+    ap.add_argument("--macos-min", type=int, default=MACOS_MIN, metavar="N",
+                    help=f"macos-arm64: oldest macOS the wheels must load on (default {MACOS_MIN})")
     ap.add_argument("--blender-ext", default=None, metavar="PATH", help="blender_ext.py to use (default: from bpy)")
     ap.add_argument("--no-listing", action="store_true", help="skip index.json/index.html")
     return ap.parse_args(argv)
@@ -684,6 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_urls=args.index_url,
             blender_ext=args.blender_ext,
             listing=not args.no_listing,
+            macos_min=args.macos_min,
         )
     except FommError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -142,22 +142,24 @@ def test_blender_ranges_pick_the_right_python():
 
 
 @pytest.mark.parametrize(
-    ("wheel", "platform", "blender", "fits"),
+    ("wheel", "platform", "blender", "fits", "macos_min"),
     [
-        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-x64", "5.0", True),
-        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-x64", "5.1", False),
-        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "windows-x64", "5.0", False),
-        ("scipy-1.15.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "linux-x64", "4.5", True),
-        ("opencv_python_headless-4.11.0.86-cp37-abi3-win_amd64.whl", "windows-x64", "5.1", True),
-        ("opencv_python_headless-4.11.0.86-cp37-abi3-manylinux_2_17_aarch64.whl", "linux-x64", "5.0", False),
-        ("numpy-2.3.0-cp313-cp313-macosx_14_0_arm64.whl", "macos-arm64", "5.1", True),
-        ("pyyaml-6.0.2-cp311-cp311-macosx_10_9_universal2.whl", "macos-arm64", "4.5", True),
-        ("tqdm-4.67.1-py3-none-any.whl", "windows-x64", "5.1", True),
-        ("markupsafe-3.0.2-cp312-cp312-win_amd64.whl", "windows-x64", "5.1", False),
+        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-x64", "5.0", True, 12),
+        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-x64", "5.1", False, 12),
+        ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "windows-x64", "5.0", False, 12),
+        ("scipy-1.15.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "linux-x64", "4.5", True, 12),
+        ("opencv_python_headless-4.11.0.86-cp37-abi3-win_amd64.whl", "windows-x64", "5.1", True, 12),
+        ("opencv_python_headless-4.11.0.86-cp37-abi3-manylinux_2_17_aarch64.whl", "linux-x64", "5.0", False, 12),
+        ("numpy-2.3.0-cp313-cp313-macosx_14_0_arm64.whl", "macos-arm64", "5.1", True, 14),
+        ("numpy-2.3.0-cp313-cp313-macosx_14_0_arm64.whl", "macos-arm64", "5.1", False, 12),
+        ("scipy-1.15.3-cp311-cp311-macosx_12_0_arm64.whl", "macos-arm64", "5.0", True, 12),
+        ("pyyaml-6.0.2-cp311-cp311-macosx_10_9_universal2.whl", "macos-arm64", "4.5", True, 12),
+        ("tqdm-4.67.1-py3-none-any.whl", "windows-x64", "5.1", True, 12),
+        ("markupsafe-3.0.2-cp312-cp312-win_amd64.whl", "windows-x64", "5.1", False, 12),
     ],
 )
-def test_wheel_fits_matches_blender_rules(wheel, platform, blender, fits):
-    target = build_addon.Target(platform, build_addon.range_for_blender(blender), "4.4.0", None, False)
+def test_wheel_fits_matches_blender_rules(wheel, platform, blender, fits, macos_min):
+    target = build_addon.Target(platform, build_addon.range_for_blender(blender), "4.4.0", None, False, macos_min)
     assert build_addon.wheel_fits(wheel, target) is fits
 
 
@@ -185,6 +187,9 @@ def test_generated_manifest_round_trips():
         (["--blender", "five"], "not a Blender version"),
         (["--wheelhouse", "/nonexistent/wheels"], "wheelhouse folder not found"),
         (["--blender-ext", "/nonexistent/blender_ext.py"], "extension tool not found"),
+        (["--macos-min", "9"], "not a macOS version"),
+        (["--macos-min", "fourteen"], "invalid int value"),
+        (["--no-such-option"], "unrecognized arguments"),
     ],
 )
 def test_bad_arguments(tmp_path, args, message):

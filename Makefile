@@ -30,7 +30,7 @@ venv45: $(STAMP45)
 test: venv venv45
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
-	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV45)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm
+	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV45)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm tests/tools
 
 test-fast: venv
 	$(PY) -m pytest -q -x tests/ml_core

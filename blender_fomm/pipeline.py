@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
@@ -465,7 +466,7 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
 def _object_view(obj, camera):
     if camera is not None:
         return calibration.camera_view(camera)
-    corners = np.array([obj.matrix_world @ __import__("mathutils").Vector(c) for c in obj.bound_box])
+    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     side = float(max(hi[0] - lo[0], hi[2] - lo[2], 1e-3)) * 1.1
     m = np.eye(4)

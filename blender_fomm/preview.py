@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from ml_core.errors import FommError
 
@@ -35,7 +36,7 @@ def placement_beside(obj: bpy.types.Object | None, side: float | None = None) ->
     if obj is None:
         s = side or 1.0
         return (1.5 * s, 0.0, 0.0), s
-    corners = np.array([obj.matrix_world @ __import__("mathutils").Vector(c) for c in obj.bound_box])
+    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     s = side or float(max(hi[2] - lo[2], hi[0] - lo[0], 1e-3))
     center = (float(hi[0] + 0.6 * s), float((lo[1] + hi[1]) / 2), float((lo[2] + hi[2]) / 2))
@@ -76,7 +77,8 @@ def build_preview_plane(
 
     mat = bpy.data.materials.new(NAME)
     mat[PREVIEW_PROP] = True
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ materials always use nodes (the flag is deprecated)
+        mat.use_nodes = True
     nt = mat.node_tree
     for n in list(nt.nodes):
         nt.nodes.remove(n)

@@ -173,13 +173,11 @@ def run_animate(job: dict, emit: Emit) -> dict:
         job["output"],
         model=bundle,
         progress=_progress(emit, "rendering the preview"),
+        log=lambda line: emit({"event": "log", "message": str(line)}),
         **job.get("options", {}),
     )
     result: dict[str, Any] = {"output": str(job["output"])}
-    if isinstance(info, dict):
-        result.update({k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))})
-    elif isinstance(info, int):
-        result["frames"] = info
+    result.update({k: v for k, v in info.items() if k != "output" and isinstance(v, int | float | str | bool)})
     return result
 
 

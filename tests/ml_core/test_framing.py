@@ -82,6 +82,23 @@ def test_crop_matches_plain_slicing_inside_the_frame():
     assert np.array_equal(out, ref)
 
 
+@pytest.mark.parametrize(
+    "w, h, box, out",
+    [(1280, 720, None, 256), (720, 1280, None, 256), (1920, 1080, None, 256), (4000, 3000, None, 256),
+     (17, 9, None, 64), (300, 200, (-37, -11, 250), 64), (300, 200, (100, 50, 290), 96)],
+)
+def test_padded_crops_equal_pad_then_resize(w, h, box, out):
+    """The fast path (resize the frame part, then pad) must give the very pixels of padding first."""
+    rng = np.random.default_rng(w + h)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x, y, size = box or full_frame_box(w, h)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+    canvas[y0 - y : y1 - y, x0 - x : x1 - x] = frame[y0:y1, x0:x1]
+    ref = cv2.resize(canvas, (out, out), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(crop_square(frame, (x, y, size), out), ref)
+
+
 def test_parse_and_validate_boxes():
     assert parse_box("10, 20, 300") == CropBox(10, 20, 300)
     assert parse_box("-5,-5,64") == CropBox(-5, -5, 64)

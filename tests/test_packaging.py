@@ -297,6 +297,18 @@ def test_lean_installs_enables_and_bakes_blender_45(lean_build, tmp_path):
     _check_lean_session(res, user)
 
 
+def test_lean_installs_from_the_repository_listing(lean_build, tmp_path):
+    """The output folder as a studio would host it: Blender adds it as a remote repository (file:// here,
+    https:// on a web server), syncs index.json and installs the extension from it."""
+    out, _ = lean_build
+    user = tmp_path / "user"
+    res, text = run_session(PY, user, {"repo_url": (out / "index.json").as_uri()})
+    assert res["sync"] == ["FINISHED"] and res["install"] == ["FINISHED"], text[-3000:]
+    assert res["module"] == "bl_ext.studio.fomm_mocap" and res["enabled"], res
+    local = user / "extensions" / ".local" / "lib" / "python3.11" / "site-packages"
+    assert res["ml_core_file"] == str(local / "ml_core" / "__init__.py")
+
+
 def test_interrupt_leaves_no_zip(tmp_path):
     """Ctrl-C while the zip is being validated: no zip, no temporary, no staging folder left."""
     out = tmp_path / "dist"

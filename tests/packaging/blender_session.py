@@ -5,8 +5,10 @@
 The caller sets ``BLENDER_USER_RESOURCES`` to an empty folder before this process starts (Blender reads
 it when ``bpy`` is imported). Steps, each optional but the install:
 
-- ``zip``: ``extensions.package_install_files(repo='user_default', enable_on_install=True)``; reports
-  the enabled module, where Blender put the extension's wheels and where ml_core was imported from.
+- ``zip``: ``extensions.package_install_files(repo='user_default', enable_on_install=True)``; or
+  ``repo_url``: that repository listing added as a remote repository, synced, and the extension
+  installed from it. Reports the enabled module, where Blender put the extension's wheels and where
+  ml_core was imported from.
 - ``bake``: a small mesh with shape keys, a motion clip written with the installed ml_core, and the
   add-on's ``fomm.bake_shape_keys`` with a manual mapping; reports the baked curve and the expected
   weights (``ml_core.retarget.manual_weights``) at every scene frame.
@@ -35,10 +37,25 @@ import bpy  # noqa: E402
 out: dict = {"blender": bpy.app.version_string, "python": sys.version.split()[0]}
 
 # ---- install + enable ---------------------------------------------------------------------------
-ret = bpy.ops.extensions.package_install_files(filepath=spec["zip"], repo="user_default", enable_on_install=True)
-out["install"] = sorted(ret)
 ext_id = spec.get("id", "fomm_mocap")
-module = f"bl_ext.user_default.{ext_id}"
+if spec.get("repo_url"):
+    # a studio's repository: the listing (index.json) written by build_addon.py, as a remote repository
+    prefs = bpy.context.preferences
+    prefs.system.use_online_access = True  # off by default in background mode; file:// needs it too
+    for repo in prefs.extensions.repos:
+        if repo.use_remote_url:
+            repo.enabled = False  # never reach extensions.blender.org from a test
+    bpy.ops.preferences.extension_repo_add(name="studio", remote_url=spec["repo_url"], type="REMOTE")
+    studio = next(r for r in prefs.extensions.repos if r.name == "studio")
+    repo_module, repo_dir = studio.module, studio.directory
+    out["sync"] = sorted(bpy.ops.extensions.repo_sync(repo_directory=repo_dir))
+    ret = bpy.ops.extensions.package_install(repo_directory=repo_dir, pkg_id=ext_id, enable_on_install=True)
+else:
+    repo_module = "user_default"
+    ret = bpy.ops.extensions.package_install_files(filepath=spec["zip"], repo="user_default", enable_on_install=True)
+out["install"] = sorted(ret)
+module = f"bl_ext.{repo_module}.{ext_id}"
+out["module"] = module
 out["enabled"] = module in bpy.context.preferences.addons
 out["extensions_dir"] = bpy.utils.user_resource("EXTENSIONS")
 local_sites = [p for p in sys.path if p.startswith(os.path.realpath(user_dir)) or p.startswith(user_dir)]

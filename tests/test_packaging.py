@@ -309,6 +309,23 @@ def test_lean_installs_from_the_repository_listing(lean_build, tmp_path):
     assert res["ml_core_file"] == str(local / "ml_core" / "__init__.py")
 
 
+def test_blender_51_build_targets_python_313_and_is_refused_by_50(tmp_path):
+    """Blender 5.1+ runs Python 3.13: its zip carries cp313 wheels, declares 5.1.0+, and Blender 5.0 refuses it."""
+    out = tmp_path / "dist"
+    proc = run_build("--output", str(out), "--lean", "--blender", "5.1", "--platform", "linux-x64")
+    assert proc.returncode == 0, proc.stderr
+    zip_path = out / "fomm_mocap-0.1.0-lean-linux_x64-blender5.1-up.zip"
+    m = zip_manifest(zip_path)
+    assert m["blender_version_min"] == "5.1.0" and "blender_version_max" not in m
+    scipy_wheel = next(Path(w).name for w in m["wheels"] if "scipy" in w)
+    assert "-cp313-cp313-" in scipy_wheel
+    assert json.loads((out / "index.json").read_text())["data"][0]["python_versions"] == ["3.13"]
+    user = tmp_path / "user"
+    res, text = run_session(PY, user, {"zip": str(zip_path)})
+    assert not res["enabled"] and "minimum supported version (5.1.0)" in text
+    assert not (user / "extensions" / ".local" / "lib" / "python3.11" / "site-packages" / "ml_core").exists()
+
+
 def test_interrupt_leaves_no_zip(tmp_path):
     """Ctrl-C while the zip is being validated: no zip, no temporary, no staging folder left."""
     out = tmp_path / "dist"

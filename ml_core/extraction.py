@@ -13,7 +13,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,14 @@ from ml_core.framing import (
     user_box,
 )
 from ml_core.geometry import fit_similarity_batch
-from ml_core.video import VideoReader
+from ml_core.video import VideoReader, sample_frames
 
 __all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "find_face_box"]
 
 Progress = Callable[[int, int | None], None]
 DTYPES = ("fp32", "bf16")
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
+SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
 
 
@@ -51,6 +52,18 @@ def _check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise FommError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return dtype
+
+
+def _check_bf16(device: Any) -> None:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise FommError("this GPU has no bfloat16 support: run without --bf16 (dtype fp32)")
+    if dev.type not in ("cpu", "cuda"):
+        try:
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                pass
+        except (RuntimeError, ValueError):
+            raise FommError(f"bfloat16 autocast is not available on {dev.type}: run without --bf16") from None
 
 
 def _prepare(bundle: Any) -> None:
@@ -98,6 +111,8 @@ def detect(
     if batch_size < 1:
         raise FommError(f"batch size must be 1 or more, got {batch_size}")
     size = bundle.image_size
+    if dtype == "bf16":
+        _check_bf16(bundle.device)
     _prepare(bundle)
     values, jacobians = [], []
     for i in range(0, len(frames), batch_size):
@@ -160,11 +175,21 @@ def find_face_box(
         expected = probe.expected_count()
         width, height = probe.size
     stride = max(1, math.ceil((expected or samples) / samples))
+    if stride >= SEEK_STRIDE and expected is not None:
+        # Long selection: seek to the samples instead of decoding every frame in between.
+        first = start or 0
+        frames: Iterable[tuple[int, np.ndarray]] = sample_frames(
+            video, [first + k * stride * step for k in range(math.ceil(expected / stride))]
+        )
+    else:
+        frames = VideoReader(video, start=start, end=end, step=step * stride)
     detections = []
-    with VideoReader(video, start=start, end=end, step=step * stride) as reader:
-        for _, frame in reader:
-            if cancel is not None and cancel():
-                raise Cancelled("extraction cancelled")
+    for _, frame in frames:
+        if cancel is not None and cancel():
+            raise Cancelled("extraction cancelled")
+        detections.append(detector(frame))
+    if not detections:  # seeking failed everywhere (odd file): read sequentially after all
+        for _, frame in VideoReader(video, start=start, end=end, step=step * stride):
             detections.append(detector(frame))
     found = sum(d is not None for d in detections)
     if found < MIN_FACE_FRACTION * len(detections):
@@ -299,7 +324,8 @@ def extract(
 ) -> MotionClip:
     """Keypoint and Jacobian trajectories of a driving video (see the module docstring).
 
-    ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used); otherwise
+    ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used; its keypoint
+    detector is switched to channels-last memory layout, which changes speed, not results); otherwise
     ``load_model(checkpoint, config, device)``. ``crop``: ``"auto"`` (one steady box around the face,
     the full frame if there is none), ``"full"`` (the whole frame padded to a square) or ``(x, y, size)``
     pixels. ``start``/``end`` (exclusive)/``step`` select video frames. ``reference_frame``: ``"auto"``
@@ -336,6 +362,8 @@ def extract(
         if log is not None:
             for n in notes:
                 log(n)
+        if dtype == "bf16":
+            _check_bf16(bundle.device)
         _prepare(bundle)
 
         total = reader.expected_count()

@@ -30,7 +30,7 @@ from ml_core.fileio import atomic_path  # noqa: E402
 with contextlib.suppress(AttributeError):  # silence OpenCV's own warnings (e.g. backend probing)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-__all__ = ["VideoReader", "VideoWriter", "to_rgb", "read_image", "write_video", "DEFAULT_FPS"]
+__all__ = ["DEFAULT_FPS", "VideoReader", "VideoWriter", "read_image", "sample_frames", "to_rgb", "write_video"]
 
 DEFAULT_FPS = 30.0  # used only when neither timestamps nor the header give a usable rate
 
@@ -277,6 +277,29 @@ class VideoReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def sample_frames(path: str | os.PathLike, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """RGB frames at ``indices`` by seeking: quick for a few frames spread over a long video.
+
+    Seeking is frame-accurate for well-formed files, but a damaged index may land near the frame
+    instead; use it where that does not matter (e.g. sampling for a face box) and :class:`VideoReader`
+    where it does. Frames that fail to decode are skipped.
+    """
+    path = Path(path)
+    _check_file(path, "video")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise FommError(f"cannot read {path} as a video")
+        for index in indices:
+            if not cap.set(cv2.CAP_PROP_POS_FRAMES, int(index)):
+                continue
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                yield int(index), to_rgb(frame)
+    finally:
+        cap.release()
 
 
 class VideoWriter:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ml_core.errors import FommError
-from ml_core.extraction import Cancelled, choose_reference_frame, detect, extract
+from ml_core.extraction import Cancelled, choose_reference_frame, detect, extract, find_face_box
 from ml_core.framing import crop_square, full_frame_box
 from ml_core.video import VideoReader, write_video
 from tests.conftest import TINY_CKPT
@@ -161,6 +161,34 @@ def test_auto_crop_finds_the_face(bundle, tmp_path):
     empty = extract(noface, model=bundle)
     assert empty.crop_mode == "full" and empty.crop_box == (0, -12, 96)
     assert any("no face" in n for n in empty.notes)
+
+
+def test_face_box_sampling_sequential_and_by_seeking(tmp_path):
+    frames = [draw_face(np.full((180, 320, 3), (40, 60, 90), np.uint8), 200, 90, 70) for _ in range(2)]
+    path = tmp_path / "face.mp4"
+    write_video(path, [frames[i % 2] for i in range(120)], fps=25)
+    seen = []
+
+    def detector(frame):
+        seen.append(frame)
+        from ml_core.framing import FaceDetector
+
+        return FaceDetector()(frame)
+
+    box, found, sampled = find_face_box(path, samples=40, detector=detector)  # every 3rd frame, decoded
+    assert (found, sampled) == (40, 40) and len(seen) == 40
+    x, y, size = box
+    assert x < 200 - 35 and x + size > 200 + 35 and y < 90 - 40 and y + size > 90 + 40
+    seek_box, found, sampled = find_face_box(path, samples=2, detector=detector)  # 60 apart: seeks
+    assert (found, sampled) == (2, 2) and seek_box == box
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        find_face_box(path, samples=40, cancel=cancel)
 
 
 def test_reference_frame_is_the_typical_expression():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ml_core.errors import FommError
-from ml_core.video import VideoReader, VideoWriter, read_image, to_rgb, write_video
+from ml_core.video import VideoReader, VideoWriter, read_image, sample_frames, to_rgb, write_video
 
 
 def pattern(i: int, w: int = 64, h: int = 48) -> np.ndarray:
@@ -74,6 +74,14 @@ def test_start_end_step(tmp_path):
     assert r.expected_count() == 4
     assert [i for i, _ in r] == [2, 7, 12, 17]
     assert r.frames_decoded == 20
+
+
+def test_sample_frames_by_seeking(tmp_path):
+    path = tmp_path / "s.mp4"
+    write_video(path, (pattern(i) for i in range(40)), fps=25)
+    got = list(sample_frames(path, [0, 13, 26, 39, 400]))  # past the end: skipped
+    assert [i for i, _ in got] == [0, 13, 26, 39]
+    assert [bar_position(f) for _, f in got] == [bar_position(pattern(i)) for i in (0, 13, 26, 39)]
 
 
 def test_start_past_the_end(tmp_path):

@@ -94,3 +94,60 @@ def test_square_frame_pads_never_stretches():
     assert sq.shape == (16, 16, 3)
     # 40 wide, padded to 40x40 by replicating rows: the left half stays white, right half black
     assert sq[8, 2].min() > 200 and sq[8, 13].max() < 50
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    import cv2
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("worker") / "long.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64))
+    for i in range(1000):
+        img = np.full((64, 64, 3), 128, np.uint8)
+        cv2.circle(img, (32 + int(10 * np.sin(i / 10)), 32), 12, (200, 100, 50), -1)
+        w.write(img)
+    w.release()
+    return path
+
+
+@pytest.mark.parametrize("how", ["sigterm", "stdin"])
+def test_cancel_mid_job_leaves_nothing(tmp_path, long_video, tiny_config, how):
+    import signal
+
+    from conftest import TINY_CKPT
+
+    out = tmp_path / "clip.npz"
+    job = {
+        "kind": "extract",
+        "video": str(long_video),
+        "output": str(out),
+        "checkpoint": str(TINY_CKPT),
+        "config": tiny_config,
+        "options": {"crop": "full"},
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ml_core", "worker", "-", "--watch-stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.flush()
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress" and events[-1]["done"]:
+            break
+    if how == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        proc.stdin.write("cancel\n")
+        proc.stdin.flush()
+    rest, err = proc.communicate(timeout=60)
+    events += [json.loads(x) for x in rest.splitlines()]
+    assert proc.returncode == 130
+    assert events[-1] == {"event": "cancelled"}
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -452,3 +453,5 @@ def test_full_build_extracts_motion_in_a_clean_install(tmp_path):
     clip = load_clip(clip_path)
     assert clip.num_frames == 8 and clip.num_kp == 5 and clip.values.shape == (8, 5, 2)
     assert np.isfinite(clip.values).all()
+    shutil.rmtree(user)  # 1.3 GB installed; pytest keeps its last temporary folders
+    shutil.rmtree(out)

@@ -395,7 +395,9 @@ def load_model(checkpoint: str | os.PathLike | None = None, config: str | os.Pat
     with torch.device("meta"):
         modules = _build_modules(cfg, align_corners, use_disc)
     for name, module in modules.items():
-        _materialise(module, ckpt.states[name], name)
+        # half-precision files (the shipped default model is stored as float16) run in float32
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.states[name].items()}
+        _materialise(module, state, name)
         module.to(dev).eval()
     return ModelBundle(modules["kp_detector"], modules["generator"], modules.get("discriminator"), cfg, dev,
                        align_corners, checkpoint_hash=sha256_file(ckpt.path)[:16], config_name=config_name,

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,7 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
         for k, s in schedulers.items():
             if f"scheduler_{k}" in resume_state:
                 s.load_state_dict(resume_state[f"scheduler_{k}"])
+                s.milestones = Counter(milestones)  # the given config's schedule wins over the saved one
 
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -455,3 +457,29 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
 def default_run_dir(config_path: str | os.PathLike | None) -> Path:
     stem = Path(str(config_path)).stem if config_path else "run"
     return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def ship_model(src: str | os.PathLike, dst_dir: str | os.PathLike, half: bool = True) -> Path:
+    """Write a trained model for distribution: ``dst_dir/model.safetensors`` (inference networks only, float16 when
+    ``half``: ``ml_core.load_model`` runs it in float32) and ``dst_dir/config.yaml`` (the embedded config)."""
+    import yaml
+
+    from ml_core.model import read_checkpoint, save_safetensors
+
+    ckpt = read_checkpoint(src)
+    if ckpt.config is None:
+        raise FommError(f"{src} has no embedded config: export it with the training run's model.safetensors")
+    meta = {}
+    if ckpt.kind == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(src), framework="pt") as f:
+            meta = {k: v for k, v in (f.metadata() or {}).items() if k == "iteration"}
+    states = {k: {n: (t.half() if half and t.is_floating_point() else t) for n, t in v.items()}
+              for k, v in ckpt.states.items() if k in ("kp_detector", "generator")}
+    dst = Path(dst_dir)
+    meta["dtype"] = "float16" if half else "float32"
+    path = save_safetensors(states, ckpt.config, dst / "model.safetensors", meta)
+    with atomic_path(dst / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(ckpt.config, sort_keys=False), encoding="utf-8")
+    return path

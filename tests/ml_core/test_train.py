@@ -152,11 +152,14 @@ def test_train_resume_and_export(tmp_path, data_dir, config) -> None:
         assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) and torch.equal(a[i]["step"], b[i]["step"])
                    for i in a)
     # resuming further continues the count
-    res = train(_opts(config, data_dir, run, iterations=4, resume=run / "checkpoint.pt"))
+    scheduled = copy.deepcopy(config)
+    scheduled["train_params"]["iteration_milestones"] = [3]  # a schedule given at resume time applies
+    res = train(_opts(scheduled, data_dir, run, iterations=4, resume=run / "checkpoint.pt"))
     assert res.iteration == 4
     after = torch.load(run / "checkpoint.pt", weights_only=True)
     assert after["iteration"] == 4
     assert all(float(s["step"]) == 4 for s in after["optimizer_generator"]["state"].values())
+    assert after["optimizer_generator"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
     its = [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert its == [1, 2, 3, 4]
     # the exported model loads through the product's path, config embedded

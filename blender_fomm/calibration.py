@@ -3,7 +3,9 @@
 1. Frame a camera on the face: the user's camera, or an orthographic front view (looking along +Y,
    Blender's convention for characters facing -Y) centred on the vertices the selected keys move.
 2. Render (Workbench, small, in a temporary scene) the neutral face and each selected key at 1.0, with
-   the key's animation, NLA and drivers held off and every value restored afterwards.
+   the key's animation, NLA and drivers held off and every value restored afterwards; then the neutral
+   face seen turned and nodded by a few degrees (the camera orbits the face), so that the solve can tell
+   a performer's head turn from an expression.
 3. The worker runs the keypoint detector on the renders (``detect-images`` job).
 4. :func:`calibration_from_detections` builds the :class:`ml_core.retarget.Calibration`, saved in the
    cache folder with the renders beside it, keyed by the mesh's state, camera, render size and model.
@@ -21,13 +23,15 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from ml_core.errors import FommError
 from ml_core.retarget import CALIBRATION_VERSION, Calibration
 
 CALIBRATION_FILE = "calibration.npz"
 DETECTIONS_FILE = "detections.npz"
-FACE_MARGIN = 2.0  # ortho frame side = FACE_MARGIN x the moving region (face crops show the whole head)
+FACE_MARGIN = 2.6  # ortho frame side = FACE_MARGIN x the moving region (face crops show the whole head)
+FACE_LIFT = 0.15  # the frame's centre sits this much (x the region's side) above the region's centre
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def auto_view(obj: bpy.types.Object, names: Sequence[str]) -> View:
     m = np.eye(4)
     # camera looks down its -Z: rotate X by 90 degrees -> looks along +Y, up = +Z
     m[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
-    m[:3, 3] = (center[0], front_y - dist, center[2])
+    m[:3, 3] = (center[0], front_y - dist, center[2] + FACE_LIFT * side)
     return View(tuple(map(tuple, m)), side * FACE_MARGIN, 50.0, dist * 4)
 
 
@@ -86,6 +90,33 @@ def camera_view(cam: bpy.types.Object) -> View:
 
 def view_for(obj: bpy.types.Object, names: Sequence[str], camera: bpy.types.Object | None) -> View:
     return camera_view(camera) if camera is not None else auto_view(obj, names)
+
+
+POSE_ANGLE = np.radians(8.0)
+POSE_NAMES = ("yaw", "pitch")
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def orbit(view: View, pivot: np.ndarray, pose: str, angle: float) -> View:
+    """``view`` turned about ``pivot`` by ``angle``: about the camera's up axis ("yaw") or its right
+    axis ("pitch"). Seen from there the face looks turned (or nodded) by -angle."""
+    m = np.array(view.matrix, dtype=float)
+    axis = m[:3, 1] if pose == "yaw" else m[:3, 0]
+    rot = _rotation(axis, angle)
+    out = np.eye(4)
+    out[:3, :3] = rot @ m[:3, :3]
+    out[:3, 3] = pivot + rot @ (m[:3, 3] - pivot)
+    return View(tuple(map(tuple, out)), view.ortho_scale, view.lens, view.clip_end)
+
+
+def pose_views(view: View, pivot: np.ndarray, angle: float = POSE_ANGLE) -> list[View]:
+    """The nuisance renders' views, in calibration order: yaw +, yaw -, pitch +, pitch -."""
+    return [orbit(view, pivot, pose, sign * angle) for pose in POSE_NAMES for sign in (1.0, -1.0)]
 
 
 def _dependencies(obj: bpy.types.Object) -> list[bpy.types.Object]:
@@ -151,7 +182,7 @@ def render_scene(objects: Sequence[bpy.types.Object], view: View, size: int) -> 
             scene.collection.objects.link(o)
         scene.collection.objects.link(cam)
         scene.camera = cam
-        cam.matrix_world = [list(r) for r in view.matrix]
+        cam.matrix_world = Matrix(view.matrix)
         if view.ortho_scale > 0:
             cam_data.type = "ORTHO"
             cam_data.ortho_scale = view.ortho_scale
@@ -164,12 +195,17 @@ def render_scene(objects: Sequence[bpy.types.Object], view: View, size: int) -> 
         r.image_settings.file_format = "PNG"
         r.image_settings.color_mode = "RGB"
         r.film_transparent = False
+        scene.world = bpy.data.worlds.new("FOMM Calibration")
+        scene.world.color = (0.25, 0.25, 0.25)  # a plain mid-grey backdrop, not black
         scene.display.shading.light = "STUDIO"
         scene.display.shading.color_type = "MATERIAL"
         scene.view_settings.view_transform = "Standard"
         yield scene
     finally:
+        world = scene.world
         bpy.data.scenes.remove(scene)
+        if world is not None and world.users == 0:
+            bpy.data.worlds.remove(world)
         bpy.data.objects.remove(cam)
         bpy.data.cameras.remove(cam_data)
 
@@ -185,9 +221,12 @@ def render_still(scene: bpy.types.Scene, path: Path) -> Path:
 def render_calibration(
     obj: bpy.types.Object, names: Sequence[str], view: View, out_dir: Path, size: int = 256
 ) -> list[Path]:
-    """Render the neutral face then each key in ``names`` at 1.0 into ``out_dir``; returns the paths."""
+    """Render into ``out_dir`` the neutral face, each key in ``names`` at 1.0, then the neutral face from
+    the :func:`pose_views` (turned and nodded by +/- :data:`POSE_ANGLE` about the face's centre).
+    Returns the paths in that order."""
     key = obj.data.shape_keys
     out_dir.mkdir(parents=True, exist_ok=True)
+    pivot = face_region(obj, names)[0]
     paths = []
     with held_shape_keys(key) as blocks, render_scene(_dependencies(obj), view, size) as scene:
         ref = key.reference_key
@@ -200,6 +239,10 @@ def render_calibration(
             kb.value = 1.0
             paths.append(render_still(scene, out_dir / f"key_{i:03d}.png"))
             kb.value = 0.0
+        for i, pv in enumerate(pose_views(view, pivot)):
+            scene.camera.matrix_world = Matrix(pv.matrix)
+            name = f"pose_{POSE_NAMES[i // 2]}_{'plus' if i % 2 == 0 else 'minus'}.png"
+            paths.append(render_still(scene, out_dir / name))
     return paths
 
 
@@ -258,15 +301,20 @@ def calibration_from_detections(
             }
     except (OSError, KeyError, ValueError) as exc:
         raise FommError(f"the worker's detections could not be read ({exc}); calibrate again") from None
-    if len(values) != len(names) + 1:
-        raise FommError(f"expected {len(names) + 1} detections, got {len(values)}; calibrate again")
+    n, p = len(names), len(POSE_NAMES)
+    if len(values) != 1 + n + 2 * p:
+        raise FommError(f"expected {1 + n + 2 * p} detections, got {len(values)}; calibrate again")
+    k = values.shape[1]
     calib = Calibration(
         key_names=list(names),
         neutral_values=values[0],
-        key_values=values[1:],
+        key_values=values[1 : 1 + n],
         neutral_jacobians=None if jac is None else jac[0],
-        key_jacobians=None if jac is None else jac[1:],
-        meta=meta,
+        key_jacobians=None if jac is None else jac[1 : 1 + n],
+        meta={**meta, "pose_angle_deg": float(np.degrees(POSE_ANGLE))},
+        pose_names=list(POSE_NAMES),
+        pose_values=values[1 + n :].reshape(p, 2, k, 2),
+        pose_jacobians=None if jac is None else jac[1 + n :].reshape(p, 2, k, 2, 2),
     )
     calib.save(out_path)
     return calib

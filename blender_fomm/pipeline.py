@@ -250,6 +250,7 @@ def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
         jacobian_weight=s.jacobian_weight,
         adapt_scale=s.adapt_scale,
         remove_head=s.remove_head,
+        auto_neutral=s.auto_neutral,
         smooth_sigma=s.smooth_sigma,
     )
     frames, w = shapekeys.clip_to_frames(clip.times, res.weights, scene, s.start_frame)

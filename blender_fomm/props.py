@@ -170,6 +170,12 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
         default=True,
         description="Solve expressions only (head motion goes to bones)",
     )
+    auto_neutral: BoolProperty(
+        name="Find Neutral Frame",
+        default=True,
+        description="Measure motion from the clip's most neutral frame as the calibration sees it "
+        "(off: from the clip's reference frame)",
+    )
     adapt_scale: BoolProperty(
         name="Adapt Movement Scale",
         default=True,

@@ -130,6 +130,7 @@ class FOMM_PT_bake(_Panel, bpy.types.Panel):
             col.operator("fomm.select_keys", text="", icon="CHECKBOX_DEHLT").use = False
             split = layout.column()
             split.use_property_split = True
+            split.prop(s, "auto_neutral")
             split.prop(s, "regularization")
             split.prop(s, "jacobian_weight")
             split.prop(s, "calibration_size")

@@ -32,7 +32,7 @@ from ml_core.geometry import convex_hull_area, fit_similarity, fit_similarity_ba
 Progress = Callable[[int, "int | None"], None]
 
 CALIBRATION_FORMAT = "fomm-calibration"
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,13 +163,27 @@ def motion_features(
     return np.concatenate(parts, axis=-1)
 
 
+def _align_onto(values: np.ndarray, jacobians: np.ndarray | None, target: np.ndarray):
+    """Similarity-align each pose [N,K,2] (and its Jacobians) onto ``target`` [K,2]."""
+    scale, rot, trans = fit_similarity_batch(values, target)
+    out = scale[:, None, None] * np.einsum("nij,nkj->nki", rot, values) + trans[:, None, :]
+    jac = None
+    if jacobians is not None:
+        jac = scale[:, None, None, None] * np.einsum("nij,nkjl->nkil", rot, jacobians)
+    return out, jac
+
+
 @dataclass
 class Calibration:
     """How each shape key moves the detected keypoints of one character seen from one camera.
 
     ``neutral_values`` [K,2] / ``neutral_jacobians`` [K,2,2] are the detector's output on the neutral
     render; ``key_values`` [N,K,2] / ``key_jacobians`` [N,K,2,2] on the render with each key at 1.0.
-    ``meta`` records what the calibration was made from (object, mesh state, model hashes, camera).
+    ``pose_values`` [P,2,K,2] (and ``pose_jacobians`` [P,2,K,2,2]) are optional nuisance renders: the
+    neutral face turned by +/- a small angle out of the image plane (``pose_names``, e.g. yaw and pitch);
+    their central differences enter the solve as unbounded columns, so that a nod or a turn of the
+    performer's head is not mistaken for an expression. ``meta`` records what the calibration was made
+    from (object, mesh state, model hashes, camera).
     """
 
     key_names: list[str]
@@ -178,6 +192,9 @@ class Calibration:
     neutral_jacobians: np.ndarray | None = None
     key_jacobians: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    pose_names: list[str] = field(default_factory=list)
+    pose_values: np.ndarray | None = None
+    pose_jacobians: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.neutral_values = np.asarray(self.neutral_values, dtype=np.float64)
@@ -193,6 +210,16 @@ class Calibration:
         if self.neutral_jacobians is not None:
             self.neutral_jacobians = np.asarray(self.neutral_jacobians, dtype=np.float64)
             self.key_jacobians = np.asarray(self.key_jacobians, dtype=np.float64)
+        self.pose_names = list(self.pose_names)
+        if self.pose_values is None:
+            self.pose_values = np.zeros((0, 2, k, 2))
+        self.pose_values = np.asarray(self.pose_values, dtype=np.float64)
+        if self.pose_values.shape != (len(self.pose_names), 2, k, 2):
+            raise FommError(
+                f"calibration pose renders {self.pose_values.shape} do not match {len(self.pose_names)} poses"
+            )
+        if self.pose_jacobians is not None:
+            self.pose_jacobians = np.asarray(self.pose_jacobians, dtype=np.float64)
 
     @property
     def num_kp(self) -> int:
@@ -202,6 +229,13 @@ class Calibration:
     def has_jacobians(self) -> bool:
         return self.neutral_jacobians is not None
 
+    def _features(self, values, jacobians, jacobian_weight: float, align: bool) -> np.ndarray:
+        use_jac = jacobian_weight > 0 and self.has_jacobians and jacobians is not None
+        jac = jacobians if use_jac else None
+        if align:
+            values, jac = _align_onto(values, jac, self.neutral_values)
+        return motion_features(values, jac, self.neutral_values, self.neutral_jacobians, jacobian_weight)
+
     def basis(self, jacobian_weight: float = 0.0, *, align: bool = True) -> np.ndarray:
         """The response matrix A [F,N]: column n is key n's feature vector at weight 1.
 
@@ -210,14 +244,20 @@ class Calibration:
         that shifts or turns the whole face keeps only what a head motion cannot explain). ``align=False``
         keeps the raw responses (for clips whose head motion is not removed).
         """
-        values, jacs = self.key_values, self.key_jacobians
-        if align:
-            scale, rot, trans = fit_similarity_batch(values, self.neutral_values)
-            values = scale[:, None, None] * np.einsum("nij,nkj->nki", rot, values) + trans[:, None, :]
-            if jacs is not None:
-                jacs = scale[:, None, None, None] * np.einsum("nij,nkjl->nkil", rot, jacs)
-        feats = motion_features(values, jacs, self.neutral_values, self.neutral_jacobians, jacobian_weight)
-        return feats.T
+        return self._features(self.key_values, self.key_jacobians, jacobian_weight, align).T
+
+    def pose_basis(self, jacobian_weight: float = 0.0, *, align: bool = True) -> np.ndarray:
+        """Nuisance columns [F,P]: half the feature difference between each pose's + and - renders."""
+        p = len(self.pose_names)
+        if p == 0:
+            return np.zeros((self.basis(jacobian_weight, align=align).shape[0], 0))
+        k = self.num_kp
+        jac = None
+        if self.pose_jacobians is not None:
+            jac = self.pose_jacobians.reshape(2 * p, k, 2, 2)
+        feats = self._features(self.pose_values.reshape(2 * p, k, 2), jac, jacobian_weight, align)
+        feats = feats.reshape(p, 2, -1)
+        return ((feats[:, 0] - feats[:, 1]) / 2).T
 
     def response(self) -> dict[str, list[float]]:
         """Per shape key, how far (normalised image units) it moves each keypoint: for inspection."""
@@ -238,13 +278,17 @@ class Calibration:
             "format": CALIBRATION_FORMAT,
             "version": CALIBRATION_VERSION,
             "key_names": list(self.key_names),
+            "pose_names": list(self.pose_names),
             "meta": self.meta,
             "response": self.response(),
         }
         arrays = {"neutral_values": self.neutral_values, "key_values": self.key_values}
+        arrays["pose_values"] = self.pose_values
         if self.has_jacobians:
             arrays["neutral_jacobians"] = self.neutral_jacobians
             arrays["key_jacobians"] = self.key_jacobians
+            if self.pose_jacobians is not None:
+                arrays["pose_jacobians"] = self.pose_jacobians
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, header=np.array(json.dumps(header)), **arrays)
 
@@ -272,18 +316,25 @@ class Calibration:
             neutral_jacobians=arrays.get("neutral_jacobians"),
             key_jacobians=arrays.get("key_jacobians"),
             meta=header.get("meta", {}),
+            pose_names=list(header.get("pose_names", [])),
+            pose_values=arrays.get("pose_values"),
+            pose_jacobians=arrays.get("pose_jacobians"),
         )
 
 
 @dataclass(frozen=True)
 class SolveResult:
-    """``weights`` [T,N] in [0,1] (clip samples x calibration keys), the removed ``head`` motion and
-    the per-frame relative ``residual`` (|A w - b| / |b|, 0 where the frame has no motion)."""
+    """``weights`` [T,N] in [0,1] (clip samples x calibration keys), the removed ``head`` motion, the
+    per-frame relative ``residual`` (|A w - b| / |b|, 0 where the frame has no motion), the clip sample
+    used as the neutral ``reference`` and the out-of-plane ``pose`` coefficients [T,P] (units of the
+    calibration's pose angle)."""
 
     weights: np.ndarray
     head: HeadMotion
     residual: np.ndarray
     key_names: list[str]
+    reference: int = 0
+    pose: np.ndarray | None = None
 
 
 def clip_features(
@@ -327,43 +378,86 @@ def clip_features(
     return np.concatenate(feats, axis=1), head
 
 
+def _ridge(basis: np.ndarray, targets: np.ndarray, lam: float) -> np.ndarray:
+    n = basis.shape[1]
+    return np.linalg.solve(basis.T @ basis + lam * np.eye(n), basis.T @ targets.T).T
+
+
+def _lambda(basis: np.ndarray, bounded: int, regularization: float) -> float:
+    cols = basis[:, :bounded] if bounded else basis
+    n = max(cols.shape[1], 1)
+    return max(float(regularization), 0.0) * float((cols**2).sum() / n) + 1e-12
+
+
 def solve_bounded(
     basis: np.ndarray,
     targets: np.ndarray,
     regularization: float = 0.01,
     *,
+    free: int = 0,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Solve ``min |A w - b|^2 + lam |w|^2`` subject to ``0 <= w <= 1`` for every row b of ``targets``.
 
-    ``basis`` A [F,N], ``targets`` [T,F] -> weights [T,N]. ``regularization`` is relative: lam =
-    regularization * mean squared column norm of A, so it does not depend on the features' units.
-    Frames whose unconstrained ridge solution already lies in the box are solved in one vectorised
-    step (it is then the bounded optimum too); the others go through scipy's bounded solver.
+    ``basis`` A [F,N], ``targets`` [T,F] -> weights [T,N]. The last ``free`` columns are unbounded
+    (nuisance terms such as head pose); the rest are bounded. ``regularization`` is relative: lam =
+    regularization * mean squared norm of the bounded columns, so it does not depend on the features'
+    units. Frames whose unconstrained ridge solution already lies in the box are solved in one
+    vectorised step (it is then the bounded optimum too); the others go through scipy's bounded solver.
     """
     a = np.asarray(basis, dtype=np.float64)
     b = np.asarray(targets, dtype=np.float64)
     n = a.shape[1]
     if n == 0:
         return np.zeros((len(b), 0))
-    lam = max(float(regularization), 0.0) * float((a**2).sum() / n) + 1e-12
-    gram = a.T @ a + lam * np.eye(n)
-    weights = np.linalg.solve(gram, a.T @ b.T).T
-    todo = np.flatnonzero(np.any((weights < 0.0) | (weights > 1.0), axis=1))
-    a_aug = np.vstack([a, np.sqrt(lam) * np.eye(n)])
-    zeros = np.zeros(n)
+    nb = n - int(free)
+    lam = _lambda(a, nb, regularization)
+    weights = _ridge(a, b, lam)
+    todo = np.flatnonzero(np.any((weights[:, :nb] < 0.0) | (weights[:, :nb] > 1.0), axis=1))
+    if len(todo) == 0:
+        return weights
+    # the free columns P are eliminated exactly: for fixed bounded weights w their best value is
+    # p = (P'P + lam)^-1 P'(b - A w), which leaves |M^(1/2) (A w - b)|^2 + lam |w|^2 with
+    # M = I - P (P'P + lam)^-1 P' (symmetric, eigenvalues in (0, 1]): a plain bounded problem in w
+    bounded, extra = a[:, :nb], a[:, nb:]
+    if free:
+        inv = np.linalg.inv(extra.T @ extra + lam * np.eye(free))
+        m = np.eye(a.shape[0]) - extra @ inv @ extra.T
+        ev, vec = np.linalg.eigh(m)
+        root = (vec * np.sqrt(np.clip(ev, 0.0, None))) @ vec.T
+    else:
+        root = np.eye(a.shape[0])
+    a_aug = np.vstack([root @ bounded, np.sqrt(lam) * np.eye(nb)])
+    zeros = np.zeros(nb)
     total = len(todo)
     step = max(1, total // 100)
     for i, t in enumerate(todo):
         if cancel is not None and i % step == 0 and cancel():
             raise KeyboardInterrupt
-        start = np.clip(weights[t], 0.0, 1.0)
-        res = lsq_linear(a_aug, np.concatenate([b[t], zeros]), bounds=(0.0, 1.0), method="bvls")
-        weights[t] = res.x if res.success else start
+        res = lsq_linear(a_aug, np.concatenate([root @ b[t], zeros]), bounds=(0.0, 1.0), method="bvls")
+        w = res.x if res.success else np.clip(weights[t, :nb], 0.0, 1.0)
+        weights[t, :nb] = w
+        if free:
+            weights[t, nb:] = inv @ extra.T @ (b[t] - bounded @ w)
         if progress is not None and (i % step == 0 or i == total - 1):
             progress(i + 1, total)
-    return np.clip(weights, 0.0, 1.0)
+    weights[:, :nb] = np.clip(weights[:, :nb], 0.0, 1.0)
+    return weights
+
+
+def find_neutral(
+    basis: np.ndarray, targets: np.ndarray, free: int, regularization: float, smooth: float = 1.0
+) -> int:
+    """The clip sample that looks most neutral through the calibration: the least summed unconstrained
+    key weight (relative weights are negative where a frame shows less expression than the reference).
+    ``smooth`` (samples) low-passes the score so that one noisy frame cannot win."""
+    nb = basis.shape[1] - int(free)
+    u = _ridge(basis, targets, _lambda(basis, nb, regularization))[:, :nb]
+    score = u.sum(axis=1)
+    if smooth > 0 and len(score) > 2:
+        score = gaussian_filter1d(score, smooth, mode="nearest")
+    return int(np.argmin(score))
 
 
 def solve_weights(
@@ -377,16 +471,21 @@ def solve_weights(
     jacobian_weight: float = 0.1,
     adapt_scale: bool = True,
     remove_head: bool = True,
+    auto_neutral: bool = True,
+    use_poses: bool = True,
     smooth_sigma: float = 0.0,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> SolveResult:
     """Shape-key weights per clip sample from keypoint motion, through the calibration.
 
-    ``keys`` restricts the solve to some calibrated keys (default all). ``smooth_sigma`` (samples) applies
-    a Gaussian filter to the weights afterwards (0 = off). ``remove_head=False`` is for clips without head
-    motion (a fixed camera on a fixed head): the solve is then exactly linear. See :func:`clip_features` and
-    :func:`solve_bounded` for the steps.
+    ``keys`` restricts the solve to some calibrated keys (default all). With ``auto_neutral`` the
+    reference (neutral) sample is re-chosen as the one the calibration finds most neutral
+    (:func:`find_neutral`), since relative motion needs a neutral reference and the clip's may not
+    be one. ``use_poses`` adds the calibration's out-of-plane head poses as unbounded columns.
+    ``smooth_sigma`` (samples) applies a Gaussian filter to the weights afterwards (0 = off).
+    ``remove_head=False`` is for clips without head motion (a fixed camera on a fixed head): the solve
+    is then exactly linear. See :func:`clip_features` and :func:`solve_bounded` for the steps.
     """
     names = list(calibration.key_names) if keys is None else list(keys)
     missing = [k for k in names if k not in calibration.key_names]
@@ -395,24 +494,47 @@ def solve_weights(
     if not names:
         raise FommError("no shape keys selected to bake: select at least one")
     cols = [calibration.key_names.index(k) for k in names]
-    feats, head = clip_features(
-        calibration,
-        values,
-        jacobians,
-        reference,
-        adapt_scale=adapt_scale,
-        jacobian_weight=jacobian_weight,
-        remove_head=remove_head,
-    )
+
+    def features(ref: int):
+        return clip_features(
+            calibration,
+            values,
+            jacobians,
+            ref,
+            adapt_scale=adapt_scale,
+            jacobian_weight=jacobian_weight,
+            remove_head=remove_head,
+        )
+
+    feats, head = features(reference)
     used_jw = jacobian_weight if feats.shape[1] > 2 * calibration.num_kp else 0.0
     basis = calibration.basis(used_jw, align=remove_head)[:, cols]
-    weights = solve_bounded(basis, feats, regularization, progress=progress, cancel=cancel)
+    free = 0
+    if use_poses and calibration.pose_names:
+        poses = calibration.pose_basis(used_jw, align=remove_head)
+        basis = np.concatenate([basis, poses], axis=1)
+        free = poses.shape[1]
+    if auto_neutral and len(feats) > 1:
+        new_ref = find_neutral(basis, feats, free, regularization)
+        if new_ref != reference:
+            reference = new_ref
+            feats, head = features(reference)
+    solved = solve_bounded(basis, feats, regularization, free=free, progress=progress, cancel=cancel)
+    weights = solved[:, : len(names)]
     if smooth_sigma > 0 and len(weights) > 1:
         weights = np.clip(gaussian_filter1d(weights, smooth_sigma, axis=0, mode="nearest"), 0.0, 1.0)
+        solved = np.concatenate([weights, solved[:, len(names) :]], axis=1)
     norm = np.linalg.norm(feats, axis=1)
-    err = np.linalg.norm(weights @ basis.T - feats, axis=1)
+    err = np.linalg.norm(solved @ basis.T - feats, axis=1)
     residual = np.where(norm > 1e-9, err / np.maximum(norm, 1e-9), 0.0)
-    return SolveResult(weights=weights, head=head, residual=residual, key_names=names)
+    return SolveResult(
+        weights=weights,
+        head=head,
+        residual=residual,
+        key_names=names,
+        reference=int(reference),
+        pose=solved[:, len(names) :],
+    )
 
 
 def manual_weights(

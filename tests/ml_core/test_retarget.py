@@ -11,6 +11,7 @@ from scipy.optimize import lsq_linear
 
 from ml_core.errors import FommError
 from ml_core.retarget import (
+    CALIBRATION_VERSION,
     Calibration,
     manual_weights,
     movement_scale,
@@ -231,7 +232,7 @@ def test_calibration_bad_files(tmp_path):
         Calibration.load(tmp_path / "missing.npz")
     other = tmp_path / "other.npz"
     np.savez(other, header=np.array('{"format": "x", "version": 1}'))
-    with pytest.raises(FommError, match="version-1 calibration"):
+    with pytest.raises(FommError, match=f"version-{CALIBRATION_VERSION} calibration"):
         Calibration.load(other)
     with pytest.raises(FommError, match="shapes do not match"):
         Calibration(["a"], np.zeros((5, 2)), np.zeros((2, 5, 2)))
@@ -311,3 +312,73 @@ def test_rdp_matches_recursive_reference():
     for c in range(4):
         np.testing.assert_array_equal(np.flatnonzero(mask[:, c]), _rdp_recursive(x, ys[:, c], 0.02))
         np.testing.assert_array_equal(rdp_reduce(x, ys[:, c], 0.02), _rdp_recursive(x, ys[:, c], 0.02))
+
+
+def test_auto_neutral_recovers_from_an_expressive_reference():
+    calib, w, values, jacs = _linear_world(size=0.05)
+    ref = int(np.argmax(w.sum(axis=1)))  # the most expressive frame as the clip's reference
+    plain = solve_weights(
+        calib, values, jacs, ref, regularization=1e-9, remove_head=False, auto_neutral=False
+    )
+    auto = solve_weights(calib, values, jacs, ref, regularization=1e-9, remove_head=False)
+    assert w[auto.reference].sum() == 0.0  # a truly neutral sample was found
+    np.testing.assert_allclose(auto.weights, w, atol=1e-5)
+    assert np.abs(plain.weights - w).max() > 0.5
+
+
+def test_pose_columns_absorb_out_of_plane_head_motion():
+    rng = np.random.default_rng(11)
+    calib, w, values, jacs = _linear_world(jac=False, size=0.05)
+    k = calib.num_kp
+    yaw = rng.normal(scale=0.03, size=(k, 2))  # what a small head turn does to the keypoints
+    turn = np.sin(np.linspace(0, 6, len(values)))
+    turn[0] = 0.0
+    driven = values + turn[:, None, None] * yaw
+    names = calib.key_names
+    without = solve_weights(
+        calib, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False
+    )
+    posed = Calibration(
+        names,
+        calib.neutral_values,
+        calib.key_values,
+        pose_names=["yaw"],
+        pose_values=np.stack([calib.neutral_values + yaw, calib.neutral_values - yaw])[None],
+    )
+    with_pose = solve_weights(
+        posed, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False
+    )
+    np.testing.assert_allclose(with_pose.weights, w, atol=1e-5)
+    np.testing.assert_allclose(with_pose.pose[:, 0], turn, atol=1e-5)
+    assert np.abs(without.weights - w).max() > 0.05
+
+
+def test_solve_bounded_free_columns_are_unbounded():
+    a = np.eye(3)
+    b = np.array([[2.0, -3.0, 5.0]])
+    w = solve_bounded(a, b, 0.0, free=1)
+    np.testing.assert_allclose(w, [[1.0, 0.0, 5.0]], atol=1e-6)
+
+
+def test_calibration_with_poses_roundtrip(tmp_path):
+    calib, *_ = _linear_world()
+    k = calib.num_kp
+    poses = np.stack([calib.neutral_values + 0.01, calib.neutral_values - 0.01])[None].repeat(2, 0)
+    pj = np.repeat(calib.neutral_jacobians[None, None], 2, 0).repeat(2, 1)
+    c2 = Calibration(
+        calib.key_names,
+        calib.neutral_values,
+        calib.key_values,
+        calib.neutral_jacobians,
+        calib.key_jacobians,
+        pose_names=["yaw", "pitch"],
+        pose_values=poses,
+        pose_jacobians=pj,
+    )
+    c2.save(tmp_path / "c.npz")
+    back = Calibration.load(tmp_path / "c.npz")
+    assert back.pose_names == ["yaw", "pitch"]
+    np.testing.assert_array_equal(back.pose_values, poses)
+    assert back.pose_basis(0.1).shape == (6 * k, 2)
+    with pytest.raises(FommError, match="pose renders"):
+        Calibration(calib.key_names, calib.neutral_values, calib.key_values, pose_names=["yaw"])

@@ -1,0 +1,206 @@
+"""Accuracy of the shape-key bake: a synthetic head's known performance, rendered, extracted and baked
+back onto the same head through the add-on (calibration by rendering), scored against the ground truth.
+
+    .venv/bin/python bench/bench_retarget_accuracy.py                       # the shipped default model
+    .venv/bin/python bench/bench_retarget_accuracy.py --checkpoint CKPT --config CFG --seeds 101 102 103
+
+For each seed: ``tools.synth.render_driving_clip`` renders head ``seed`` performing
+``make_performance(seed)`` (ground-truth curves + head rotation); ``ml_core.extract`` makes the motion
+clip (full frame); a fresh scene gets the same head (``make_test_character(seed, naming="custom")``:
+arbitrary shape-key names, no convention), and ``bpy.ops.fomm.bake_shape_keys`` calibrates and bakes
+(worker subprocess, defaults of the panel, no key reduction). Calibration uses the synthetic scene's
+camera ("synth") and the add-on's automatic front view ("auto"). Scores: Pearson r between each baked
+curve and its ground truth over all frames, per seed and pooled; head roll from the clip's similarity
+alignment against the ground-truth roll (the rotation about the view axis). Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
+from mathutils import Matrix  # noqa: E402
+
+from ml_core.retarget import remove_head_motion  # noqa: E402
+from tools.synth import CURVE_IDS, make_test_character, render_driving_clip  # noqa: E402
+from tools.synth.render import setup_scene  # noqa: E402
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, float) - np.mean(a)
+    b = np.asarray(b, float) - np.mean(b)
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 1e-12 else float("nan")
+
+
+def baked_values(obj, name: str, frames: np.ndarray) -> np.ndarray:
+    from blender_fomm.anim import action_fcurves
+    from blender_fomm.shapekeys import shape_key_path
+
+    action = obj.data.shape_keys.animation_data.action
+    fc = next(f for f in action_fcurves(action) if f.data_path == shape_key_path(name))
+    return np.array([fc.evaluate(float(f)) for f in frames])
+
+
+def bake_one(seed: int, clip_path: Path, camera_mode: str, fps: float, size: int) -> dict[str, np.ndarray]:
+    import addon_utils  # importable once bpy is
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
+    scene = setup_scene(size=size, fps=int(round(fps)))
+    rig = make_test_character(seed, naming="custom")
+    s = scene.fomm
+    s.target_object = rig.mesh
+    s.clip_path = str(clip_path)
+    s.tolerance = 0.0
+    s.start_frame = 1
+    s.camera_object = scene.camera if camera_mode == "synth" else None
+    ret = bpy.ops.fomm.bake_shape_keys()
+    if ret != {"FINISHED"}:
+        raise RuntimeError(f"bake failed: {ret}")
+    from ml_core.clip import load_clip
+
+    n = load_clip(clip_path).num_frames
+    frames = np.arange(1, n + 1)
+    return {sid: baked_values(rig.mesh, rig.names[sid], frames) for sid in CURVE_IDS}
+
+
+def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.ndarray]:
+    """The same calibration and solve fed with perfect keypoints: the synthetic landmarks (projected
+    mesh points) of the driving clip, and of the character's neutral, per-key and turned/nodded poses
+    seen by the synthetic camera (orbited as the add-on does). Measures the retargeting math alone
+    (head-motion removal, calibration, neutral frame, bounded solve), no network involved."""
+    from blender_fomm.calibration import POSE_NAMES, camera_view, face_region, pose_views
+    from ml_core.extraction import choose_reference_frame
+    from ml_core.retarget import Calibration, solve_weights
+    from tools.synth.render import landmark_world, project_points
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = setup_scene(size=size, fps=int(round(fps)))
+    rig = make_test_character(seed, naming="custom")
+    key = rig.mesh.data.shape_keys
+    names = [rig.names[sid] for sid in CURVE_IDS]
+
+    def snap() -> np.ndarray:
+        bpy.context.view_layer.update()
+        return project_points(scene, landmark_world(rig))
+
+    neutral = snap()
+    poses = []
+    for n in names:
+        key.key_blocks[n].value = 1.0
+        poses.append(snap())
+        key.key_blocks[n].value = 0.0
+    turned = []
+    for view in pose_views(camera_view(scene.camera), face_region(rig.mesh, names)[0]):
+        scene.camera.matrix_world = Matrix(view.matrix)
+        turned.append(snap())
+    k = len(neutral)
+    calib = Calibration(
+        names,
+        neutral,
+        np.stack(poses),
+        pose_names=list(POSE_NAMES),
+        pose_values=np.stack(turned).reshape(len(POSE_NAMES), 2, k, 2),
+    )
+    values = np.asarray(gt["landmarks"], dtype=np.float64)
+    ref = choose_reference_frame(values.astype(np.float32))
+    res = solve_weights(calib, values, None, ref)
+    return {sid: res.weights[:, i] for i, sid in enumerate(CURVE_IDS)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None, help="model weights (default: the shipped default model)")
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
+    ap.add_argument("--frames", type=int, default=250)
+    ap.add_argument("--size", type=int, default=128, help="render size of the driving videos")
+    ap.add_argument("--cameras", nargs="+", default=["synth", "auto"], choices=["synth", "auto"])
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
+    args = ap.parse_args()
+
+    from ml_core import extract
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ["FOMM_CACHE_DIR"] = str(args.out / "cache")
+    for key, val in (("FOMM_CHECKPOINT", args.checkpoint), ("FOMM_CONFIG", args.config)):
+        if val:
+            os.environ[key] = str(Path(val).resolve())
+        else:
+            os.environ.pop(key, None)
+
+    t0 = time.perf_counter()
+    per_seed: dict = {}
+    for seed in args.seeds:
+        video = args.out / f"drive_{seed}.mp4"
+        gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
+        clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
+        clip_path = args.out / f"clip_{seed}.npz"
+        clip.save(clip_path)
+        curves = np.asarray(gt["curves"], dtype=float)
+        ids = [str(c) for c in gt["curve_ids"]]
+        fps = float(gt["fps"])
+        head = np.asarray(gt["head_rotation"], dtype=float)  # yaw, pitch, roll
+        _, _, motion = remove_head_motion(clip.values, None, clip.reference_frame)
+        entry = {
+            "gt": {sid: curves[:, ids.index(sid)] for sid in CURVE_IDS},
+            "roll_r": pearson(np.unwrap(motion.angle), head[:, 2]),
+            "yaw_vs_x_r": pearson(motion.translation[:, 0], head[:, 0]),
+            "baked": {},
+        }
+        entry["baked"]["oracle"] = oracle_weights(seed, gt, args.size, fps)
+        for cam in args.cameras:
+            entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
+        per_seed[seed] = entry
+
+    model = args.checkpoint or "shipped default model"
+    print(
+        f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+    for cam in ["oracle", *args.cameras]:
+        title = "oracle keypoints (ground-truth landmarks; no network)" if cam == "oracle" else cam
+        print(f"\nCalibration camera: {title}\n")
+        print("| shape key | " + " | ".join(f"r seed {s}" for s in args.seeds) + " | r pooled |")
+        print("|---|" + "---|" * (len(args.seeds) + 1))
+        summary = {}
+        for sid in CURVE_IDS:
+            rs = [pearson(per_seed[s]["baked"][cam][sid], per_seed[s]["gt"][sid]) for s in args.seeds]
+            pooled = pearson(
+                np.concatenate([per_seed[s]["baked"][cam][sid] for s in args.seeds]),
+                np.concatenate([per_seed[s]["gt"][sid] for s in args.seeds]),
+            )
+            summary[sid] = pooled
+            print(f"| {sid} | " + " | ".join(f"{r:.3f}" for r in rs) + f" | {pooled:.3f} |")
+        (args.out / f"summary_{cam}.json").write_text(json.dumps(summary, indent=1))
+    print(
+        "\n| head motion (clip similarity vs ground truth) | "
+        + " | ".join(f"seed {s}" for s in args.seeds)
+        + " |"
+    )
+    print("|---|" + "---|" * len(args.seeds))
+    print(
+        "| roll r (angle about the view axis) | "
+        + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in args.seeds)
+        + " |"
+    )
+    print(
+        "| yaw vs horizontal shift r | "
+        + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in args.seeds)
+        + " |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

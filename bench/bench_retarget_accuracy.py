@@ -152,9 +152,11 @@ def main() -> int:
         fps = float(gt["fps"])
         head = np.asarray(gt["head_rotation"], dtype=float)  # yaw, pitch, roll
         _, _, motion = remove_head_motion(clip.values, None, clip.reference_frame)
+        _, _, oracle_motion = remove_head_motion(np.asarray(gt["landmarks"], float), None, 0)
         entry = {
             "gt": {sid: curves[:, ids.index(sid)] for sid in CURVE_IDS},
             "roll_r": pearson(np.unwrap(motion.angle), head[:, 2]),
+            "oracle_roll_r": pearson(np.unwrap(oracle_motion.angle), head[:, 2]),
             "yaw_vs_x_r": pearson(motion.translation[:, 0], head[:, 0]),
             "baked": {},
         }
@@ -192,6 +194,11 @@ def main() -> int:
     print(
         "| roll r (angle about the view axis) | "
         + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in args.seeds)
+        + " |"
+    )
+    print(
+        "| roll r, oracle keypoints | "
+        + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in args.seeds)
         + " |"
     )
     print(

@@ -152,7 +152,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     mappings_index: IntProperty()
     regularization: FloatProperty(
         name="Regularisation",
-        default=0.01,
+        default=0.1,
         min=0.0,
         soft_max=1.0,
         precision=4,
@@ -160,7 +160,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     )
     jacobian_weight: FloatProperty(
         name="Jacobian Weight",
-        default=0.1,
+        default=0.5,
         min=0.0,
         soft_max=2.0,
         description="How much the keypoints' local rotation/stretch counts against their motion",

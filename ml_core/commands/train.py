@@ -69,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.set_postfix(loss=f"{record['total']:.3f}")
 
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM (a scheduler or session ending) both save a checkpoint; SIGINT may arrive ignored when the
+    # run was started in the background by a shell, so its handler is installed explicitly.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         result = train(opts, progress=progress, log=log)
     except KeyboardInterrupt:

@@ -281,3 +281,30 @@ def test_default_model_loads_without_arguments() -> None:
     assert cfg_file["model_params"] == bundle.config["model_params"]
     out = bundle.kp_detector(torch.rand(2, 3, 64, 64))
     assert out["value"].shape == (2, 14, 2) and torch.isfinite(out["jacobian"]).all()
+
+
+def test_sigterm_saves_checkpoint_and_exits_130(tmp_path, data_dir, config) -> None:
+    import signal
+    import time
+
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ml_core", "train", "--config", str(cfg_path), "--data", str(data_dir), "--out",
+           str(out), "--iterations", "100000", "--device", "cpu", "--threads", "1", "--no-progress", "--log-every", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "log.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: checkpoint saved")
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["iteration"] >= 1
+    assert load_model(out / "model.safetensors").num_kp == 5

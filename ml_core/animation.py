@@ -188,12 +188,33 @@ def inference_generator(bundle: Any) -> nn.Module:
     norm of each pre-activation residual block into its first convolution), and the blocks of the copy apply
     their ReLUs and residual sums in place: the same function with fewer passes over memory. The copy is in
     channels-last layout, which the CPU convolution kernels run much faster. Only for inference (no autograd).
+
+    The copy is kept in ``bundle.extra`` for the next call, and rebuilt when the bundle's generator is replaced or
+    any of its tensors changes (their version counters move on every in-place update, e.g. an optimiser step).
     """
+    source = bundle.generator
+    cache = getattr(bundle, "extra", None)
+    try:
+        key = (source, tuple(t._version for t in (*source.parameters(), *source.buffers())))
+    except RuntimeError:  # inference tensors (a model built under torch.inference_mode) have no versions
+        cache = None
+    if isinstance(cache, dict):
+        hit = cache.get("_animation_generator")
+        if hit is not None and hit[0][0] is key[0] and hit[0][1] == key[1]:
+            return hit[1]
+        cache.pop("_animation_generator", None)  # free the old copy before making a new one
+    gen = _fold(source)
+    if isinstance(cache, dict):
+        cache["_animation_generator"] = (key, gen)
+    return gen
+
+
+def _fold(generator: nn.Module) -> nn.Module:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     from ml_core.modules.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 
-    gen = copy.deepcopy(bundle.generator).eval()
+    gen = copy.deepcopy(generator).eval()
     forwards = {SameBlock2d: _same_forward, DownBlock2d: _down_forward, UpBlock2d: _up_forward}
     with torch.no_grad():
         for module in gen.modules():

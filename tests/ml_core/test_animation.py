@@ -13,6 +13,7 @@ from ml_core.animation import (
     PNG_PREFIX,
     animate,
     frame_source,
+    inference_generator,
     iter_animation,
     iter_animation_batches,
     output_fps,
@@ -126,6 +127,20 @@ def test_modes_differ_and_bundle_untouched(tiny_bundle, media):
     assert np.abs(rel[0] - rel[-1]).max() > 1e-4  # the preview moves
     after = tiny_bundle.generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # batch norms were folded in a private copy
+
+
+def test_inference_copy_is_reused_until_the_weights_change(tiny_config, media):
+    bundle = load_model(TINY_CKPT, tiny_config)
+    first = inference_generator(bundle)
+    assert inference_generator(bundle) is first
+    clip = load_clip(media / "clip.npz")
+    before = np.stack(list(iter_animation(bundle, source_image(), clip)))
+    with torch.no_grad():
+        bundle.generator.final.bias.add_(0.5)  # an in-place update, as an optimiser step would make
+    second = inference_generator(bundle)
+    assert second is not first
+    after = np.stack(list(iter_animation(bundle, source_image(), clip)))
+    assert np.abs(after - before).min() > 0.01  # the new weights are used
 
 
 # ------------------------------------------------------------------------------------------------ framing

@@ -30,21 +30,28 @@ from ml_core.retarget import CALIBRATION_VERSION, Calibration
 
 CALIBRATION_FILE = "calibration.npz"
 DETECTIONS_FILE = "detections.npz"
-FACE_MARGIN = 2.6  # ortho frame side = FACE_MARGIN x the moving region (face crops show the whole head)
-FACE_LIFT = 0.15  # the frame's centre sits this much (x the region's side) above the region's centre
+# Framing of the automatic view, like a face crop: the frame's side is FACE_MARGIN x the region the
+# shape keys move (brows to jaw, cheek to cheek), its centre FACE_LIFT x that side above the region's
+# (towards the forehead). Matched to the synthetic driving videos' camera (tools/synth).
+FACE_MARGIN = 1.5
+FACE_LIFT = 0.18
 
 
 @dataclass(frozen=True)
 class View:
-    """A camera for the renders: world matrix [4,4], orthographic side (0 = perspective) and lens (mm)."""
+    """A camera for the renders: world matrix [4,4], orthographic side (0 = perspective), lens and
+    sensor width (mm)."""
 
     matrix: tuple[tuple[float, ...], ...]
     ortho_scale: float
     lens: float
     clip_end: float
+    sensor: float = 36.0
 
     def signature(self) -> str:
-        return json.dumps([np.round(np.array(self.matrix), 6).tolist(), self.ortho_scale, self.lens])
+        return json.dumps(
+            [np.round(np.array(self.matrix), 6).tolist(), self.ortho_scale, self.lens, self.sensor]
+        )
 
 
 def _coords(kb: bpy.types.ShapeKey) -> np.ndarray:
@@ -55,9 +62,17 @@ def _coords(kb: bpy.types.ShapeKey) -> np.ndarray:
 
 def face_region(obj: bpy.types.Object, names: Sequence[str]) -> tuple[np.ndarray, float, float]:
     """World centre, side (max of width and height seen from the front) and front-most Y of the
-    vertices that the shape keys ``names`` move (all vertices if none move)."""
+    vertices that the shape keys ``names`` move (all vertices if none move or the mesh has no keys)."""
     key = obj.data.shape_keys
-    base = _coords(key.reference_key)
+    if key is None:
+        base = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+        obj.data.vertices.foreach_get("co", base)
+        base = base.reshape(-1, 3)
+        names = ()
+    else:
+        base = _coords(key.reference_key)
+    if len(base) == 0:
+        raise FommError(f"'{obj.name}' has no vertices to frame")
     moved = np.zeros(len(base), dtype=bool)
     size = float(np.ptp(base, axis=0).max()) or 1.0
     for n in names:
@@ -72,20 +87,28 @@ def face_region(obj: bpy.types.Object, names: Sequence[str]) -> tuple[np.ndarray
 
 
 def auto_view(obj: bpy.types.Object, names: Sequence[str]) -> View:
-    """Orthographic front view framed on the face (the region the keys move, with margin)."""
+    """A 50 mm front view framed on the face (the region the keys move, with margin), as a person
+    filming the character's face would: the frame is FACE_MARGIN x the region at its depth."""
     center, side, front_y = face_region(obj, names)
-    dist = max(side * 4.0, 1.0)
+    lens, sensor = 50.0, 36.0
+    dist = max(side * FACE_MARGIN * lens / sensor, 2.0 * (center[1] - front_y), 1e-3)
     m = np.eye(4)
     # camera looks down its -Z: rotate X by 90 degrees -> looks along +Y, up = +Z
     m[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
-    m[:3, 3] = (center[0], front_y - dist, center[2] + FACE_LIFT * side)
-    return View(tuple(map(tuple, m)), side * FACE_MARGIN, 50.0, dist * 4)
+    m[:3, 3] = (center[0], center[1] - dist, center[2] + FACE_LIFT * side)
+    return View(tuple(map(tuple, m)), 0.0, lens, dist * 4, sensor)
 
 
 def camera_view(cam: bpy.types.Object) -> View:
     data = cam.data
     ortho = float(data.ortho_scale) if data.type == "ORTHO" else 0.0
-    return View(tuple(map(tuple, np.array(cam.matrix_world))), ortho, float(data.lens), float(data.clip_end))
+    return View(
+        tuple(map(tuple, np.array(cam.matrix_world))),
+        ortho,
+        float(data.lens),
+        float(data.clip_end),
+        float(data.sensor_width),
+    )
 
 
 def view_for(obj: bpy.types.Object, names: Sequence[str], camera: bpy.types.Object | None) -> View:
@@ -111,7 +134,7 @@ def orbit(view: View, pivot: np.ndarray, pose: str, angle: float) -> View:
     out = np.eye(4)
     out[:3, :3] = rot @ m[:3, :3]
     out[:3, 3] = pivot + rot @ (m[:3, 3] - pivot)
-    return View(tuple(map(tuple, out)), view.ortho_scale, view.lens, view.clip_end)
+    return View(tuple(map(tuple, out)), view.ortho_scale, view.lens, view.clip_end, view.sensor)
 
 
 def pose_views(view: View, pivot: np.ndarray, angle: float = POSE_ANGLE) -> list[View]:
@@ -187,6 +210,7 @@ def render_scene(objects: Sequence[bpy.types.Object], view: View, size: int) -> 
             cam_data.type = "ORTHO"
             cam_data.ortho_scale = view.ortho_scale
         cam_data.lens = view.lens
+        cam_data.sensor_width = view.sensor
         cam_data.clip_end = max(view.clip_end, 1.0)
         r = scene.render
         r.engine = "BLENDER_WORKBENCH"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
@@ -348,7 +347,7 @@ def bake_bones(scene, clip: MotionClip) -> str:
             use_translation=s.head_translation,
             use_scale=s.head_scale,
             placement=s.placement,
-            tolerance=s.tolerance * 0.1,
+            tolerance=s.bone_tolerance,
         )
         return _bake_line(f"head bone '{s.head_bone}'", len(frames), report)
     disp, angle, stretch = bones.control_tracks(clip.values, jac, clip.reference_frame)
@@ -369,7 +368,7 @@ def bake_bones(scene, clip: MotionClip) -> str:
         stretch_f,
         plane.half_size,
         placement=s.placement,
-        tolerance=s.tolerance * 0.1,
+        tolerance=s.bone_tolerance,
     )
     return _bake_line(f"{k} control bones", m, report)
 
@@ -434,10 +433,7 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
     folder = ws.cache_dir / "preview" / hashlib.sha256(ident.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     if s.preview_source == "RENDER":
-        names = shapekeys.bakeable_keys(obj)
-        view = (
-            calibration.view_for(obj, names, s.camera_object) if names else _object_view(obj, s.camera_object)
-        )
+        view = calibration.view_for(obj, shapekeys.bakeable_keys(obj), s.camera_object)
         source = str(calibration.render_neutral(obj, view, folder / "source.png", 256))
     driving = folder / "driving.npz"
     resampled_clip(clip, scene, driving)
@@ -462,19 +458,6 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
         return f"neural preview: {n} frames on '{plane.name}' from frame {start}"
 
     return Step(job, finish, "Rendering the neural preview")
-
-
-def _object_view(obj, camera):
-    if camera is not None:
-        return calibration.camera_view(camera)
-    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
-    lo, hi = corners.min(axis=0), corners.max(axis=0)
-    side = float(max(hi[0] - lo[0], hi[2] - lo[2], 1e-3)) * 1.1
-    m = np.eye(4)
-    m[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
-    dist = side * 4
-    m[:3, 3] = ((lo[0] + hi[0]) / 2, lo[1] - dist, (lo[2] + hi[2]) / 2)
-    return calibration.View(tuple(map(tuple, m)), side, 50.0, dist * 4)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -211,6 +211,14 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
         precision=4,
         description="Largest change reduction may make to a curve (0 = a key on every frame)",
     )
+    bone_tolerance: FloatProperty(
+        name="Bone Key Reduction",
+        default=0.001,
+        min=0.0,
+        soft_max=0.05,
+        precision=4,
+        description="Largest change reduction may make to a bone curve (scene units or radians; 0 = off)",
+    )
     start_frame: IntProperty(
         name="Start Frame", default=1, description="Scene frame of the clip's first sample"
     )

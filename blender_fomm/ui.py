@@ -167,6 +167,7 @@ class FOMM_PT_bake(_Panel, bpy.types.Panel):
             col.prop(s, "head_units")
             col.prop(s, "head_translation")
             col.prop(s, "head_scale")
+        col.prop(s, "bone_tolerance")
         layout.operator("fomm.bake_bones", icon="BONE_DATA")
         if s.last_report:
             layout.label(text=s.last_report, icon="CHECKMARK")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from conftest import make_head
+from bfomm_helpers import make_head
 
 from blender_fomm.anim import OWNER_PROP, Curve, action_fcurves, own_action, write_action
 from blender_fomm.shapekeys import KIND, bake_weights, clip_to_frames, shape_key_path, target_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from conftest import make_head, make_rig
+from bfomm_helpers import make_head, make_rig
 
 from blender_fomm.anim import action_fcurves
 from blender_fomm.bones import (

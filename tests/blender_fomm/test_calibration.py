@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+import pytest
 from mathutils import Matrix, Vector
 
 from blender_fomm.calibration import (
+    FACE_LIFT,
+    FACE_MARGIN,
     POSE_ANGLE,
     auto_view,
     calibration_key,
@@ -19,11 +22,12 @@ from tools.synth import make_test_character
 
 
 def _project(view, point) -> tuple[float, float, float]:
-    """Orthographic projection of a world point: (x, y) in units of half the frame, depth."""
+    """A world point seen from ``view``: (x, y) in units of half the (square) frame, and depth."""
     m = Matrix(view.matrix)
     local = m.inverted() @ Vector(point)
-    half = view.ortho_scale / 2
-    return local.x / half, local.y / half, -local.z
+    depth = -local.z
+    half = view.ortho_scale / 2 if view.ortho_scale > 0 else depth * view.sensor / (2 * view.lens)
+    return local.x / half, local.y / half, depth
 
 
 def test_auto_view_frames_the_moving_region():
@@ -32,7 +36,8 @@ def test_auto_view_frames_the_moving_region():
     view = auto_view(rig.mesh, names)
     center, side, _ = face_region(rig.mesh, names)
     x, y, depth = _project(view, center)
-    assert abs(x) < 1e-6 and -0.2 < y < 0 and depth > 0  # centred, a little below the middle
+    # centred across, below the middle by the lift (frame half-side = FACE_MARGIN * side / 2)
+    assert abs(x) < 1e-6 and y == pytest.approx(-2 * FACE_LIFT / FACE_MARGIN) and depth > 0
     # every vertex a key moves is inside the frame, with margin
     key = rig.mesh.data.shape_keys
     base = np.array([v.co for v in key.reference_key.data])
@@ -41,7 +46,7 @@ def test_auto_view_frames_the_moving_region():
         idx = np.flatnonzero(np.linalg.norm(moved - base, axis=1) > 1e-4)
         for i in idx[:: max(1, len(idx) // 20)]:
             px, py, _ = _project(view, rig.mesh.matrix_world @ Vector(base[i]))
-            assert abs(px) < 0.8 and abs(py) < 0.8
+            assert abs(px) <= 1.0 and abs(py) <= 1.0
 
 
 def test_pose_views_orbit_the_pivot():

@@ -7,7 +7,7 @@ import os
 import bpy
 import numpy as np
 import pytest
-from conftest import ADDON
+from bfomm_helpers import ADDON
 
 from blender_fomm.anim import OWNER_PROP, action_fcurves
 from blender_fomm.bones import CONTROL_PROP, bone_name
@@ -195,7 +195,7 @@ def test_bake_bones_control_and_head(motion_clip):
     rig = _character(with_armature=True)
     s = scene.fomm
     s.clip_path = str(motion_clip)
-    s.tolerance = 0.0
+    s.bone_tolerance = 0.0
     assert bpy.ops.fomm.bake_bones() == {"FINISHED"}
     ctrl = next(o for o in bpy.data.objects if o.get(CONTROL_PROP))
     assert [b.name for b in ctrl.data.bones] == [bone_name(i) for i in range(5)]

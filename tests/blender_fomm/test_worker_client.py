@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import worker_python
+from bfomm_helpers import worker_python
 
 from blender_fomm import pipeline
 from blender_fomm.worker_client import (

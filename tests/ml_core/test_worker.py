@@ -6,11 +6,16 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ml_core.errors import FommError
 from ml_core.worker import EventWriter, parse_job, read_job, serve, square_frame
+
+TINY_CKPT = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "fomm_reference" / "tiny-cpk.pth.tar"
+)
 
 
 def _run(job_text: str | None, *args: str, job_arg: str = "-") -> tuple[int, list[dict], str]:
@@ -114,8 +119,6 @@ def long_video(tmp_path_factory):
 @pytest.mark.parametrize("how", ["sigterm", "stdin"])
 def test_cancel_mid_job_leaves_nothing(tmp_path, long_video, tiny_config, how):
     import signal
-
-    from conftest import TINY_CKPT
 
     out = tmp_path / "clip.npz"
     job = {

@@ -250,7 +250,10 @@ _DONE = object()
 def _batches(
     reader: VideoReader, box: CropBox, size: int, batch_size: int, stop: threading.Event, depth: int = 2
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Yield (frame indices, uint8 batch [B,S,S,3]) decoded on a background thread."""
+    """Yield (frame indices, uint8 batch [B,S,S,3]) decoded on a background thread.
+
+    A yielded batch is only valid until the next one is asked for (its buffer is reused).
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
 
     def put(item: object) -> bool:
@@ -264,18 +267,22 @@ def _batches(
 
     def produce() -> None:
         try:
+            # A ring of depth + 2 batch buffers: at most `depth` wait in the queue, one is being read by
+            # the consumer, one is being filled. Reusing them keeps the heap from fragmenting.
+            ring = [np.empty((batch_size, size, size, 3), dtype=np.uint8) for _ in range(depth + 2)]
+            slot = 0
             indices: list[int] = []
-            buf = np.empty((batch_size, size, size, 3), dtype=np.uint8)
             for index, frame in reader:
                 if stop.is_set():
                     return
+                buf = ring[slot]
                 buf[len(indices)] = crop_square(frame, box, size)
                 indices.append(index)
                 if len(indices) == batch_size:
                     if not put((indices, buf)):
                         return
-                    indices, buf = [], np.empty_like(buf)
-            if indices and not put((indices, buf[: len(indices)])):
+                    indices, slot = [], (slot + 1) % len(ring)
+            if indices and not put((indices, ring[slot][: len(indices)])):
                 return
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -301,6 +308,39 @@ def _batches(
     finally:
         stop.set()
         thread.join()
+
+
+class _Trajectories:
+    """Keypoints gathered batch by batch into a few large arrays (grown by doubling).
+
+    Keeping thousands of small per-batch arrays alive between large transient allocations fragments
+    the C heap until RSS grows with the video's length; one block per quantity does not.
+    """
+
+    def __init__(self, num_kp: int, capacity: int) -> None:
+        capacity = max(64, capacity)
+        self.values = np.empty((capacity, num_kp, 2), np.float32)
+        self.jacobians = np.empty((capacity, num_kp, 2, 2), np.float32)
+        self.indices = np.empty(capacity, np.int64)
+        self.n = 0
+
+    def add(self, indices: Sequence[int], values: np.ndarray, jacobians: np.ndarray) -> None:
+        end = self.n + len(indices)
+        if end > len(self.indices):
+            grow = max(end, 2 * len(self.indices))
+            self.values = np.concatenate([self.values[: self.n], np.empty((grow - self.n, *self.values.shape[1:]),
+                                                                           np.float32)])
+            self.jacobians = np.concatenate([self.jacobians[: self.n],
+                                             np.empty((grow - self.n, *self.jacobians.shape[1:]), np.float32)])
+            self.indices = np.concatenate([self.indices[: self.n], np.empty(grow - self.n, np.int64)])
+        self.values[self.n : end] = values
+        self.jacobians[self.n : end] = jacobians
+        self.indices[self.n : end] = indices
+        self.n = end
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.n
+        return self.indices[:n].copy(), self.values[:n].copy(), self.jacobians[:n].copy()
 
 
 def extract(
@@ -367,9 +407,7 @@ def extract(
         _prepare(bundle)
 
         total = reader.expected_count()
-        indices: list[int] = []
-        values: list[np.ndarray] = []
-        jacobians: list[np.ndarray] = []
+        traj = _Trajectories(bundle.num_kp, (total or 0) + batch_size)
         if progress is not None:
             progress(0, total)
         stop = threading.Event()
@@ -377,12 +415,9 @@ def extract(
             for batch_indices, batch in batches:
                 if cancel is not None and cancel():
                     raise Cancelled("extraction cancelled")
-                v, j = _infer(bundle, batch, dtype)
-                indices.extend(batch_indices)
-                values.append(v)
-                jacobians.append(j)
+                traj.add(batch_indices, *_infer(bundle, batch, dtype))
                 if progress is not None:
-                    done = len(indices)
+                    done = traj.n
                     progress(done, total if total is not None and total >= done else None)
         fps = reader.fps
         for n in reader.notes:
@@ -391,9 +426,7 @@ def extract(
                 log(n)
         video_size = reader.size
 
-    frame_indices = np.asarray(indices, dtype=np.int64)
-    vals = np.concatenate(values)
-    jacs = np.concatenate(jacobians)
+    frame_indices, vals, jacs = traj.arrays()
     has_jac = bool(bundle.estimate_jacobian)
     smoothing_record = None
     if smoothing is not None and len(vals) > 1:

@@ -191,6 +191,19 @@ def test_face_box_sampling_sequential_and_by_seeking(tmp_path):
         find_face_box(path, samples=40, cancel=cancel)
 
 
+def test_trajectories_grow_past_the_header_estimate():
+    from ml_core.extraction import _Trajectories
+
+    traj = _Trajectories(3, 1)  # far too small a guess: it must grow and keep the order
+    for start in range(0, 200, 7):
+        idx = list(range(start, min(start + 7, 200)))
+        v = np.array(idx, np.float32)[:, None, None] * np.ones((1, 3, 2), np.float32)
+        traj.add(idx, v, np.broadcast_to(np.eye(2, dtype=np.float32), (len(idx), 3, 2, 2)))
+    indices, values, jac = traj.arrays()
+    assert indices.tolist() == list(range(200)) and values.shape == (200, 3, 2) and jac.shape == (200, 3, 2, 2)
+    assert np.array_equal(values[:, 0, 0], np.arange(200, dtype=np.float32))
+
+
 def test_reference_frame_is_the_typical_expression():
     rng = np.random.default_rng(5)
     neutral = rng.uniform(-0.5, 0.5, (10, 2))

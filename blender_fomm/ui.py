@@ -7,7 +7,6 @@ import os
 import bpy
 
 from . import shapekeys
-from .operators import job_running
 
 
 class _Panel:
@@ -187,8 +186,6 @@ class FOMM_PT_preview(_Panel, bpy.types.Panel):
         layout.prop(s, "preview_mode")
         if not draw_job(layout, context, {"fomm.neural_preview"}):
             layout.operator("fomm.neural_preview", icon="IMAGE_DATA")
-        if job_running() and not context.window_manager.fomm_job.running:
-            layout.label(text="A job is running", icon="TIME")
 
 
 classes = (

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VENV45 := .venv-bpy45
 STAMP45 := $(VENV45)/.installed
 
-.PHONY: venv venv45 test test-fast test-slow lint demo clean
+.PHONY: venv venv45 test test-fast test-slow lint demo default-model addon clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ lint: venv
 
 demo: venv
 	$(PY) -m demo
+
+# Re-train the embedded default model from scratch (synthetic data -> training -> export -> evaluation).
+default-model: venv
+	PY=$(PY) ml_core/train/make_default_model.sh
+
+# Build the installable extension zips into dist/ (see docs/installing.md).
+addon: venv
+	$(PY) build_addon.py --output dist/
 
 clean:
 	rm -rf $(VENV) $(VENV45) .pytest_cache demo/out bench/out

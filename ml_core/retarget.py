@@ -7,7 +7,7 @@ tested without Blender:
   the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas).
 - :class:`Calibration` - each shape key's keypoint/Jacobian response measured on renders of the
   character; :func:`solve_weights` - per-frame bounded (weights in [0, 1]), regularised least squares.
-- :func:`resample` - clip samples (seconds) to scene frames; :func:`rdp_reduce` - Ramer-Douglas-Peucker
+- :func:`resample` - clip samples (seconds) to scene frames; :func:`rdp_keep` - Ramer-Douglas-Peucker
   keyframe reduction whose linear interpolation stays within a tolerance of every original sample.
 - :func:`polar_decompose` - Jacobian = rotation @ stretch, for bones.
 
@@ -570,14 +570,6 @@ def manual_weights(
 # --------------------------------------------------------------------------------------------------
 
 
-def sample_times(frame_indices: np.ndarray, fps: float) -> np.ndarray:
-    """Seconds of each clip sample from the video frame numbers it came from, the first at 0."""
-    idx = np.asarray(frame_indices, dtype=np.float64)
-    if fps <= 0 or not np.isfinite(fps):
-        raise FommError(f"the clip's frame rate {fps} is not positive; extract it again")
-    return (idx - idx[0]) / fps
-
-
 def resample(
     times: np.ndarray, values: np.ndarray, fps: float, start_frame: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -652,19 +644,3 @@ def rdp_keep(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
         lo, hi = np.concatenate([lo[split], k]), np.concatenate([k, hi[split]])
     keep = flat_keep.reshape(c, n).T
     return keep[:, 0] if one else keep
-
-
-def rdp_reduce(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
-    """Indices of the samples of one curve that :func:`rdp_keep` keeps."""
-    return np.flatnonzero(rdp_keep(x, y, tolerance))
-
-
-def reduce_curves(
-    frames: np.ndarray, values: np.ndarray, tolerance: float
-) -> tuple[list[np.ndarray], int, int]:
-    """:func:`rdp_reduce` for each column of ``values`` [M,C]; returns (kept indices per column,
-    keys before, keys after)."""
-    values = np.asarray(values)
-    mask = rdp_keep(frames, values, tolerance)
-    kept = [np.flatnonzero(mask[:, c]) for c in range(values.shape[1])]
-    return kept, int(mask.size), int(mask.sum())

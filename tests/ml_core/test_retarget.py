@@ -16,11 +16,10 @@ from ml_core.retarget import (
     manual_weights,
     movement_scale,
     polar_decompose,
-    reduce_curves,
+    rdp_keep,
     remove_head_motion,
     resample,
     rotation_angle,
-    sample_times,
     solve_bounded,
     solve_weights,
 )
@@ -250,7 +249,7 @@ def test_manual_weights():
 
 
 def test_resample():
-    times = sample_times(np.arange(0, 31), 30.0)  # one second at 30 fps
+    times = np.arange(0, 31) / 30.0  # one second at 30 fps
     vals = np.stack([times * 3.0, -times], 1)
     frames, out = resample(times, vals, 30.0, start_frame=1)
     np.testing.assert_array_equal(frames, np.arange(1, 32))
@@ -259,7 +258,7 @@ def test_resample():
     np.testing.assert_array_equal(frames, np.arange(10, 35))
     np.testing.assert_allclose(out[:, 0], np.arange(25) / 24 * 3.0, atol=1e-12)
     # a clip taken with a frame step keeps its real timing
-    times = sample_times(np.arange(0, 61, 2), 60.0)
+    times = np.arange(0, 61, 2) / 60.0
     frames, out = resample(times, times[:, None], 25.0)
     assert len(frames) == 26
     np.testing.assert_allclose(out[:, 0], np.arange(26) / 25)
@@ -272,15 +271,15 @@ def test_rdp_bound_and_counts():
     frames = np.arange(500)
     walk = np.cumsum(rng.normal(scale=0.02, size=(500, 3)), axis=0)
     walk[:, 2] = 0.5  # a flat curve
-    kept, before, after = reduce_curves(frames, walk, 0.01)
-    assert before == 1500 and after < before / 2
-    assert len(kept[2]) == 2
-    for c, idx in enumerate(kept):
+    keep = rdp_keep(frames, walk, 0.01)
+    assert keep.shape == walk.shape and keep.sum() < walk.size / 2
+    assert keep[:, 2].sum() == 2
+    for c in range(3):
+        idx = np.flatnonzero(keep[:, c])
         assert idx[0] == 0 and idx[-1] == 499
         approx = np.interp(frames, frames[idx], walk[idx, c])
         assert np.abs(approx - walk[:, c]).max() <= 0.01 + 1e-12
-    kept0, _, after0 = reduce_curves(frames, walk, 0.0)
-    assert after0 == 1500
+    assert rdp_keep(frames, walk, 0.0).all()
 
 
 def _rdp_recursive(x, y, tol):
@@ -303,15 +302,15 @@ def _rdp_recursive(x, y, tol):
 
 
 def test_rdp_matches_recursive_reference():
-    from ml_core.retarget import rdp_keep, rdp_reduce
-
     rng = np.random.default_rng(7)
     x = np.arange(300, dtype=float)
     ys = np.cumsum(rng.normal(scale=0.03, size=(300, 4)), axis=0)
     mask = rdp_keep(x, ys, 0.02)
     for c in range(4):
         np.testing.assert_array_equal(np.flatnonzero(mask[:, c]), _rdp_recursive(x, ys[:, c], 0.02))
-        np.testing.assert_array_equal(rdp_reduce(x, ys[:, c], 0.02), _rdp_recursive(x, ys[:, c], 0.02))
+        np.testing.assert_array_equal(
+            np.flatnonzero(rdp_keep(x, ys[:, c], 0.02)), _rdp_recursive(x, ys[:, c], 0.02)
+        )
 
 
 def test_auto_neutral_recovers_from_an_expressive_reference():

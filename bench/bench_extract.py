@@ -232,20 +232,20 @@ def machine() -> str:
             f"torch {torch.__version__}, OpenCV {cv2.__version__}")
 
 
-def report(res: dict, cmd: str) -> str:
-    lines = [f"<!-- section: {SECTION} (motion extraction) -->",
-             "## Motion extraction (`bench/bench_extract.py`)", ""]
-    lines.append(f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
-                 f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs, so single "
-                 "runs are noisy; ratios come from interleaved rounds).")
-    lines.append("")
+def report(res: dict, cmd: str) -> dict[str, str]:
+    """Markdown for each part this run measured (``speed``, ``memory``), each with its own run line."""
+    run = (f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
+           f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs).")
+    parts: dict[str, str] = {}
     if "speed" in res:
         s = res["speed"]
         f = s["fps"]
-        lines += [
-            f"Speed: vox-256 keypoint detector (random weights), 256x256 input, {s['threads']} torch threads, "
+        parts["speed"] = "\n".join([
+            "### Speed", "",
+            run, "",
+            f"vox-256 keypoint detector (random weights), 256x256 input, {s['threads']} torch threads, "
             f"a {s['frames']}-frame 1280x720 mp4v video, whole pipeline timed (decode, crop/resize, inference); "
-            f"median of {s['rounds']} interleaved rounds.",
+            f"median of {s['rounds']} interleaved rounds, so load from other processes hits each side alike.",
             "",
             "| pipeline | frames/s | vs official loop |",
             "|---|---|---|",
@@ -259,15 +259,16 @@ def report(res: dict, cmd: str) -> str:
             f"{s['bf16_err_mean']:.2e}, 99th percentile {s['bf16_err_p99']:.2e}, max {s['bf16_err_max']:.2e} "
             f"(max {s['bf16_err_max'] * 128:.2f} px at 256 px). Random weights: a trained model's error may differ. "
             f"bf16 reaches {f['bf16']} frames/s of the 150 frames/s asked for ({f['bf16'] / 150:.0%}).",
-            "",
-        ]
+        ])
     if "memory" in res:
         m = res["memory"]
-        lines += [
-            f"Peak RSS of the extraction (a fresh child process per video: network `{m['config']}` built, "
-            "generator dropped, the kernel's peak mark reset through /proc/self/clear_refs, then extraction; "
-            f"VmHWM afterwards, so weights and the torch runtime count, model initialisation does not; "
-            f"batch {m['batch']}, crop full; RSS before extraction {m['short']['before_mib']:.0f} MiB):",
+        parts["memory"] = "\n".join([
+            "### Peak memory", "",
+            run, "",
+            f"Peak RSS of the extraction: a fresh child process per video builds the network `{m['config']}`, "
+            "drops the generator, resets the kernel's peak mark (/proc/self/clear_refs), extracts, then reads "
+            "VmHWM: weights and the torch runtime count, model initialisation does not. Batch "
+            f"{m['batch']}, crop full, RSS before extraction {m['short']['before_mib']:.0f} MiB.",
             "",
             "| video | frames | peak RSS | time |",
             "|---|---|---|---|",
@@ -282,22 +283,38 @@ def report(res: dict, cmd: str) -> str:
             f"holds every decoded frame (2.6 MiB at 720p) plus float copies, about "
             f"{(m['official_short']['peak_mib'] - m['short']['peak_mib']) / max(m['short']['frames'], 1):.1f} MiB "
             "more per frame here: it was not run on the long video (it would need tens of GiB).",
-            "",
-        ]
-    lines.append(f"<!-- end section: {SECTION} -->")
-    return "\n".join(lines)
+        ])
+    return parts
 
 
-def write_section(text: str) -> None:
+PARTS = ("speed", "memory")
+
+
+def write_section(parts: dict[str, str]) -> str:
+    """Replace this benchmark's parts in bench/RESULTS.md (parts not measured now are kept)."""
     start, end = f"<!-- section: {SECTION}", f"<!-- end section: {SECTION} -->"
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    kept: dict[str, str] = {}
     if start in old:
         a = old.index(start)
         b = old.index(end, a) + len(end)
-        new = old[:a] + text + old[b:]
+        body = old[a:b]
+        for name in PARTS:
+            p0, p1 = f"<!-- part: {name} -->", f"<!-- end part: {name} -->"
+            if p0 in body:
+                kept[name] = body[body.index(p0) + len(p0) : body.index(p1)].strip("\n")
+        before, after = old[:a], old[b:]
     else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+        before, after = old.rstrip("\n") + "\n\n", "\n"
+    kept.update(parts)
+    lines = [f"<!-- section: {SECTION} (motion extraction) -->", "## Motion extraction (`bench/bench_extract.py`)", ""]
+    for name in PARTS:
+        if name in kept:
+            lines += [f"<!-- part: {name} -->", kept[name], f"<!-- end part: {name} -->", ""]
+    lines.append(end)
+    text = "\n".join(lines)
+    RESULTS.write_text(before + text + after)
+    return text
 
 
 def main() -> int:
@@ -327,11 +344,11 @@ def main() -> int:
         res["memory"] = memory(args.long, 10.0, args.rss_config, args.batch)
     res["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     cmd = "python " + " ".join(["bench/bench_extract.py", *sys.argv[1:]])
-    text = report(res, cmd.replace("python ", ".venv/bin/python ", 1))
-    print(text)
+    parts = report(res, cmd.replace("python ", ".venv/bin/python ", 1))
     print(json.dumps(res, indent=1))
+    print("\n\n".join(parts.values()))
     if args.write:
-        write_section(text)
+        write_section(parts)
     return 0
 
 

@@ -187,7 +187,8 @@ def calibration_job(plan: CalibrationPlan, ws: WorkerSettings) -> dict:
     }
 
 
-def finish_calibration(scene, plan: CalibrationPlan, result: dict | None):
+def finish_calibration(plan: CalibrationPlan, result: dict | None):
+    """Build and save the calibration from the worker's detections (no scene data changes)."""
     assert result is not None
     meta = {
         "object": plan.obj_name,
@@ -196,11 +197,9 @@ def finish_calibration(scene, plan: CalibrationPlan, result: dict | None):
         "camera": json.loads(plan.view.signature()),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    calib = calibration.calibration_from_detections(
+    return calibration.calibration_from_detections(
         result["output"], plan.names, meta, plan.folder / calibration.CALIBRATION_FILE
     )
-    scene.fomm.calibration_path = str(plan.folder / calibration.CALIBRATION_FILE)
-    return calib
 
 
 def calibrate_step(scene, ws: WorkerSettings | None = None) -> Step:
@@ -211,7 +210,8 @@ def calibrate_step(scene, ws: WorkerSettings | None = None) -> Step:
 
     def finish(result):
         sc = bpy.data.scenes[scene_name]
-        calib = finish_calibration(sc, plan, result)
+        calib = finish_calibration(plan, result)
+        sc.fomm.calibration_path = str(plan.folder / calibration.CALIBRATION_FILE)
         weak = calib.weak_keys()
         note = f"; no visible effect: {', '.join(weak)}" if weak else ""
         return f"calibrated {len(plan.names)} shape keys on '{plan.obj_name}'{note}"
@@ -219,14 +219,23 @@ def calibrate_step(scene, ws: WorkerSettings | None = None) -> Step:
     return Step(job, finish, "Calibrating")
 
 
-def _check_same_model(calib, clip: MotionClip) -> None:
+def _same_model(calib, clip: MotionClip) -> bool:
+    made_by = calib.meta.get("checkpoint_hash")
+    return calib.num_kp == clip.num_kp and not (
+        made_by and clip.checkpoint_hash and made_by != clip.checkpoint_hash
+    )
+
+
+def _check_same_model(calib, clip: MotionClip, *, stale_ok: bool = False) -> None:
+    """FommError if the clip cannot be baked with this calibration's model. ``stale_ok``: a different
+    checkpoint with the same keypoint count passes (a cached calibration is then made again)."""
     if calib.num_kp != clip.num_kp:
         raise FommError(
             f"the clip has {clip.num_kp} keypoints but the calibration {calib.num_kp}: "
             "extract the clip with the model set in the preferences"
         )
     made_by = calib.meta.get("checkpoint_hash")
-    if made_by and clip.checkpoint_hash and made_by != clip.checkpoint_hash:
+    if not stale_ok and made_by and clip.checkpoint_hash and made_by != clip.checkpoint_hash:
         raise FommError(
             "the clip was extracted with another model than the one in the preferences: "
             "extract it again, or point the preferences at that model"
@@ -295,22 +304,20 @@ def bake_shape_keys_step(scene, ws: WorkerSettings | None = None) -> Step:
     plan = plan_calibration(scene, ws)
     calib = calibration.cached(ws.cache_dir, plan.key)
     if calib is not None:
-        _check_same_model(calib, clip)
+        _check_same_model(calib, clip, stale_ok=True)
+    path = str(plan.folder / calibration.CALIBRATION_FILE)
 
-        def finish_cached(_result):
-            sc = bpy.data.scenes[scene_name]
-            sc.fomm.calibration_path = str(plan.folder / calibration.CALIBRATION_FILE)
-            return bake_shape_keys_with(sc, calib, clip)
-
-        return Step(None, finish_cached, "Baking shape keys")
-    job = calibration_job(plan, ws)
-
-    def finish(result):
+    def bake(calib_used) -> str:
         sc = bpy.data.scenes[scene_name]
-        new = finish_calibration(sc, plan, result)
-        return bake_shape_keys_with(sc, new, clip)
+        line = bake_shape_keys_with(sc, calib_used, clip)
+        sc.fomm.calibration_path = path
+        return line
 
-    return Step(job, finish, "Calibrating, then baking")
+    if calib is not None and _same_model(calib, clip):
+        return Step(None, lambda _r: bake(calib), "Baking shape keys")
+    # no calibration yet, or one made by an earlier version of the model: calibrate first
+    job = calibration_job(plan, ws)
+    return Step(job, lambda r: bake(finish_calibration(plan, r)), "Calibrating, then baking")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ pipelines and tests, where the add-on may be registered without preferences), el
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
@@ -76,15 +77,28 @@ class WorkerSettings:
         return {"checkpoint": self.checkpoint or None, "config": self.config or None, "device": self.device}
 
     def model_identity(self) -> str:
-        """Names the model files and their versions (path, size, mtime), for cache keys."""
+        """Names the model files and their versions (path, size, mtime), for cache keys; an empty
+        checkpoint means ml_core's shipped default model, identified by its own files."""
+        files = [self.checkpoint, self.config]
+        if not self.checkpoint:
+            files += [str(p) for p in default_model_files()]
         parts = []
-        for p in (self.checkpoint, self.config):
+        for p in files:
             if p and os.path.isfile(p):
                 st = os.stat(p)
                 parts.append(f"{os.path.abspath(p)}:{st.st_size}:{int(st.st_mtime)}")
             else:
                 parts.append(p or "default")
         return "|".join(parts)
+
+
+def default_model_files() -> list[Path]:
+    """The files of ml_core's embedded default model (found without importing ml_core's torch side)."""
+    spec = importlib.util.find_spec("ml_core")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "assets" / "default"
+    return sorted(p for p in folder.glob("*") if p.suffix in {".safetensors", ".yaml", ".pth", ".tar"})
 
 
 def preferences(context=None):

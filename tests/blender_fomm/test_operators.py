@@ -164,6 +164,13 @@ def test_bake_shape_keys_calibrated(motion_clip):
     assert os.path.getmtime(s.calibration_path) == mtime
     assert sum(1 for a in bpy.data.actions if a.get(OWNER_PROP)) == 1
     assert "after reduction" in s.last_report
+    # a calibration made by an earlier version of the model is made again, not used or refused
+    calib.meta["checkpoint_hash"] = "an-older-model"
+    calib.save(s.calibration_path)
+    assert bpy.ops.fomm.bake_shape_keys() == {"FINISHED"}
+    assert (
+        Calibration.load(s.calibration_path).meta["checkpoint_hash"] == load_clip(motion_clip).checkpoint_hash
+    )
 
 
 def test_bake_shape_keys_manual_and_fps(motion_clip):

@@ -128,26 +128,26 @@ def test_cancel_extract_leaves_nothing(tmp_path, long_video):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cancel_animate_removes_streamed_frames(tmp_path, long_clip, driving_video):
-    frames = tmp_path / "frames"
+def _animating(tmp_path: Path, clip: Path, frames: Path) -> WorkerJob:
+    """A worker animating a grey image with ``clip`` into ``frames``, past its first batch."""
     src = tmp_path / "src.png"
-    subprocess.run(
-        [
-            worker_python(),
-            "-c",
-            f"import cv2, numpy as np; cv2.imwrite({str(src)!r}, np.full((64, 64, 3), 90, np.uint8))",
-        ],
-        check=True,
-    )
+    code = f"import cv2, numpy as np; cv2.imwrite({str(src)!r}, np.full((64, 64, 3), 90, np.uint8))"
+    subprocess.run([worker_python(), "-c", code], check=True)
     job = {
         "kind": "animate",
         "source": str(src),
-        "clip": str(long_clip),
+        "clip": str(clip),
         "output": str(frames) + os.sep,
         **_model(),
     }
     worker = WorkerJob(job, python=worker_python()).start()
     _until_progress(worker)
+    return worker
+
+
+def test_cancel_animate_removes_streamed_frames(tmp_path, long_clip):
+    frames = tmp_path / "frames"
+    worker = _animating(tmp_path, long_clip, frames)
     assert partial_outputs(frames), "frames are streamed into a partial folder while the job runs"
     worker.cancel()
     assert worker.wait(timeout=60) == CANCELLED
@@ -156,24 +156,7 @@ def test_cancel_animate_removes_streamed_frames(tmp_path, long_clip, driving_vid
 
 def test_killed_worker_clear_error_and_cleanup(tmp_path, long_clip):
     frames = tmp_path / "frames"
-    src = tmp_path / "src.png"
-    subprocess.run(
-        [
-            worker_python(),
-            "-c",
-            f"import cv2, numpy as np; cv2.imwrite({str(src)!r}, np.full((64, 64, 3), 90, np.uint8))",
-        ],
-        check=True,
-    )
-    job = {
-        "kind": "animate",
-        "source": str(src),
-        "clip": str(long_clip),
-        "output": str(frames) + os.sep,
-        **_model(),
-    }
-    worker = WorkerJob(job, python=worker_python()).start()
-    _until_progress(worker)
+    worker = _animating(tmp_path, long_clip, frames)
     worker.kill()  # as a crash or the OOM killer would: no chance to clean up
     assert worker.wait(timeout=30) == FAILED
     assert "killed by signal" in worker.error and "nothing was changed" in worker.error

@@ -9,10 +9,14 @@ stays flat whatever the video's length; decoding overlaps with inference.
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import math
 import os
 import queue
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from ml_core.framing import (
 from ml_core.geometry import fit_similarity_batch
 from ml_core.video import VideoReader, sample_frames
 
-__all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "find_face_box"]
+__all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "fast_detector", "find_face_box"]
 
 Progress = Callable[[int, int | None], None]
 DTYPES = ("fp32", "bf16")
@@ -66,22 +70,51 @@ def _check_bf16(device: Any) -> None:
             raise FommError(f"bfloat16 autocast is not available on {dev.type}: run without --bf16") from None
 
 
-def _prepare(bundle: Any) -> None:
-    """Put the keypoint detector in channels-last layout once (same results; much faster batched on CPU)."""
-    kp = bundle.kp_detector
-    if not getattr(kp, "_fomm_channels_last", False):
-        kp.to(memory_format=torch.channels_last)
-        kp._fomm_channels_last = True
+_FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _infer(bundle: Any, batch: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints of uint8 frames [B,S,S,3] (S = bundle.image_size) as float32 numpy arrays."""
-    device = torch.device(bundle.device)
+def _versions(module: torch.nn.Module) -> tuple[int, ...] | None:
+    try:
+        return tuple(t._version for t in itertools.chain(module.parameters(), module.buffers()))
+    except RuntimeError:  # inference tensors carry no version counter
+        return None
+
+
+def fast_detector(kp_detector: torch.nn.Module) -> torch.nn.Module:
+    """An inference copy of a keypoint detector: batch norm folded into the convolutions
+    (``torch.fx.experimental.optimization.fuse``) and channels-last layout. Same outputs up to float
+    rounding (~1e-7), about 2x faster batched on CPU than the plain module. The given module is left
+    untouched; the copy is cached per module and rebuilt when its weights change (in-place updates
+    bump tensor version counters). A module in training mode is returned as is.
+    """
+    if kp_detector.training:
+        return kp_detector
+    key = _versions(kp_detector)
+    hit = _FAST.get(kp_detector)
+    if hit is not None and (key is None or hit[0] == key):
+        return hit[1]
+    try:
+        with warnings.catch_warnings():  # the module imports deprecated torch.jit helpers
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.fx.experimental.optimization import fuse
+
+        fast = fuse(kp_detector)  # works on a deep copy
+    except Exception:  # a variant FX cannot trace: an unfused copy still gains channels-last
+        fast = copy.deepcopy(kp_detector)
+    fast = fast.to(memory_format=torch.channels_last).eval()
+    _FAST[kp_detector] = (key, fast)
+    return fast
+
+
+def _infer(
+    detector: torch.nn.Module, device: torch.device, batch: np.ndarray, dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of uint8 frames [B,S,S,3] as float32 numpy arrays (identity Jacobians if none)."""
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
     # NHWC uint8 -> NCHW float view with channels-last strides: no copy of the layout needed.
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        out = bundle.kp_detector(x)
+        out = detector(x)
     values = out["value"].float().cpu().numpy()
     jac = out.get("jacobian")
     if jac is None:
@@ -113,13 +146,13 @@ def detect(
     size = bundle.image_size
     if dtype == "bf16":
         _check_bf16(bundle.device)
-    _prepare(bundle)
+    detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
     values, jacobians = [], []
     for i in range(0, len(frames), batch_size):
         chunk = frames[i : i + batch_size]
         if chunk.shape[1] != size:
             chunk = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in chunk])
-        v, j = _infer(bundle, chunk, dtype)
+        v, j = _infer(detector, device, chunk, dtype)
         values.append(v)
         jacobians.append(j)
     if not values:
@@ -364,8 +397,8 @@ def extract(
 ) -> MotionClip:
     """Keypoint and Jacobian trajectories of a driving video (see the module docstring).
 
-    ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used; its keypoint
-    detector is switched to channels-last memory layout, which changes speed, not results); otherwise
+    ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used; inference
+    runs on :func:`fast_detector`'s copy of its keypoint detector); otherwise
     ``load_model(checkpoint, config, device)``. ``crop``: ``"auto"`` (one steady box around the face,
     the full frame if there is none), ``"full"`` (the whole frame padded to a square) or ``(x, y, size)``
     pixels. ``start``/``end`` (exclusive)/``step`` select video frames. ``reference_frame``: ``"auto"``
@@ -404,7 +437,7 @@ def extract(
                 log(n)
         if dtype == "bf16":
             _check_bf16(bundle.device)
-        _prepare(bundle)
+        detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
 
         total = reader.expected_count()
         traj = _Trajectories(bundle.num_kp, (total or 0) + batch_size)
@@ -415,7 +448,7 @@ def extract(
             for batch_indices, batch in batches:
                 if cancel is not None and cancel():
                     raise Cancelled("extraction cancelled")
-                traj.add(batch_indices, *_infer(bundle, batch, dtype))
+                traj.add(batch_indices, *_infer(detector, device, batch, dtype))
                 if progress is not None:
                     done = traj.n
                     progress(done, total if total is not None and total >= done else None)

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from ml_core.errors import FommError
-from ml_core.extraction import Cancelled, choose_reference_frame, detect, extract, find_face_box
+from ml_core.extraction import (
+    Cancelled,
+    choose_reference_frame,
+    detect,
+    extract,
+    fast_detector,
+    find_face_box,
+)
 from ml_core.framing import crop_square, full_frame_box
 from ml_core.video import VideoReader, write_video
 from tests.conftest import TINY_CKPT
@@ -18,7 +25,7 @@ from tests.conftest import TINY_CKPT
 
 @pytest.fixture(scope="module")
 def bundle(tiny_config):
-    # Our own copy: extraction switches the detector to channels-last, which other tests need not see.
+    # Our own copy: test_fast_detector_cache edits its weights.
     from ml_core.model import load_model
 
     return load_model(TINY_CKPT, tiny_config)
@@ -77,6 +84,37 @@ def test_detect_matches_the_keypoint_detector(bundle):
     assert np.allclose(jac, ref["jacobian"].numpy(), atol=1e-5)
     one, _ = detect(bundle, frames[2])  # a single frame
     assert np.allclose(one[0], values[2], atol=1e-5)
+
+
+def test_fast_detector_cache(bundle):
+    kp = bundle.kp_detector
+    keys = list(kp.state_dict())
+    fast = fast_detector(kp)
+    assert fast is not kp and fast_detector(kp) is fast  # built once, then reused
+    assert list(kp.state_dict()) == keys  # the bundle's module is untouched ...
+    conv = next(m for m in kp.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()  # ... layout included
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded away
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    before = detect(bundle, frames)[0]
+    with torch.no_grad():
+        bundle.kp_detector.kp.weight.mul_(1.5)  # weights change in place (as an optimiser step would)
+    try:
+        assert fast_detector(kp) is not fast
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().contiguous() / 255.0
+        with torch.no_grad():
+            ref = kp(x)["value"].numpy()
+        after = detect(bundle, frames)[0]
+        assert np.allclose(after, ref, atol=1e-5) and not np.allclose(after, before, atol=1e-4)
+    finally:
+        with torch.no_grad():
+            bundle.kp_detector.kp.weight.div_(1.5)
+    kp.train()
+    try:
+        assert fast_detector(kp) is kp  # training mode: batch statistics, nothing folded
+    finally:
+        kp.eval()
 
 
 def test_detect_resizes_with_inter_area(bundle):

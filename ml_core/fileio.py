@@ -31,6 +31,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"writer produced nothing at {tmp}")
+        if tmp.is_file():  # mkstemp made it private (0600): give it the mode a plain open() would have
+            os.chmod(tmp, 0o666 & ~_umask())
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -41,6 +43,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

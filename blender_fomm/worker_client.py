@@ -19,6 +19,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -135,6 +136,9 @@ class WorkerJob:
                 encoding="utf-8",
                 errors="replace",
                 bufsize=1,
+                # `-m` puts the working directory first on sys.path: start from a neutral folder so the worker
+                # imports the ml_core it was given (the extension's), never one that happens to sit in Blender's cwd.
+                cwd=tempfile.gettempdir(),
                 **kwargs,
             )
         except OSError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ml_core.clip import MotionClip
 from ml_core.errors import FommError
@@ -80,10 +81,46 @@ def _versions(module: torch.nn.Module) -> tuple[int, ...] | None:
         return None
 
 
+class _StridedAntiAlias(torch.nn.Module):
+    """The keypoint detector's anti-alias downsampling (Gaussian blur, then every k-th pixel) computed
+    only where it is kept: a strided convolution, k*k times less work, the very same numbers."""
+
+    def __init__(self, down: torch.nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("weight", down.weight.detach().clone())
+        self.pads = (int(down.ka), int(down.kb), int(down.ka), int(down.kb))
+        self.groups = int(down.groups)
+        self.scale = float(down.scale)
+        self.stride = round(1.0 / self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(F.pad(x, self.pads), self.weight, groups=self.groups, stride=self.stride)
+        # F.interpolate's output size, floor(size * scale), written so torch.fx can trace it
+        return out[:, :, : x.shape[2] // self.stride, : x.shape[3] // self.stride]
+
+
+def _strided_down(kp: torch.nn.Module) -> None:
+    """Swap ``kp.down`` for :class:`_StridedAntiAlias` where that gives identical outputs (checked)."""
+    down = getattr(kp, "down", None)
+    try:
+        stride = 1.0 / float(down.scale)  # type: ignore[union-attr]
+        if down is None or stride <= 1 or abs(stride - round(stride)) > 1e-9:
+            return
+        fast = _StridedAntiAlias(down)
+        probe = torch.rand(2, down.groups, 37, 42, generator=torch.Generator().manual_seed(0))
+        probe = probe.to(down.weight.device)
+        with torch.no_grad():
+            if torch.allclose(fast(probe), down(probe), rtol=0, atol=1e-6):
+                kp.down = fast
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return
+
+
 def fast_detector(kp_detector: torch.nn.Module) -> torch.nn.Module:
     """An inference copy of a keypoint detector: batch norm folded into the convolutions
-    (``torch.fx.experimental.optimization.fuse``) and channels-last layout. Same outputs up to float
-    rounding (~1e-7), about 2x faster batched on CPU than the plain module. The given module is left
+    (``torch.fx.experimental.optimization.fuse``), the anti-alias downsampling computed only where it
+    is kept, channels-last layout. Same outputs up to float rounding (~1e-7), about 2x faster
+    batched on CPU than the plain module. The given module is left
     untouched; the copy is cached per module and rebuilt when its weights change (in-place updates
     bump tensor version counters). A module in training mode is returned as is.
     """
@@ -93,14 +130,16 @@ def fast_detector(kp_detector: torch.nn.Module) -> torch.nn.Module:
     hit = _FAST.get(kp_detector)
     if hit is not None and (key is None or hit[0] == key):
         return hit[1]
+    fast = copy.deepcopy(kp_detector)
+    _strided_down(fast)
     try:
         with warnings.catch_warnings():  # the module imports deprecated torch.jit helpers
             warnings.simplefilter("ignore", DeprecationWarning)
             from torch.fx.experimental.optimization import fuse
 
-        fast = fuse(kp_detector)  # works on a deep copy
-    except Exception:  # a variant FX cannot trace: an unfused copy still gains channels-last
-        fast = copy.deepcopy(kp_detector)
+        fast = fuse(fast, inplace=True)
+    except Exception:  # a variant FX cannot trace: the unfused copy still gains the rest
+        pass
     fast = fast.to(memory_format=torch.channels_last).eval()
     _FAST[kp_detector] = (key, fast)
     return fast

@@ -117,6 +117,20 @@ def test_fast_detector_cache(bundle):
         kp.eval()
 
 
+def test_strided_downsampling_is_exact(bundle):
+    import copy
+
+    from ml_core.extraction import _strided_down, _StridedAntiAlias
+
+    kp = copy.deepcopy(bundle.kp_detector)
+    original = kp.down
+    _strided_down(kp)
+    assert isinstance(kp.down, _StridedAntiAlias) and kp.down.stride == 2
+    x = torch.rand(3, 3, 65, 70)  # odd sizes too
+    with torch.no_grad():
+        assert torch.equal(kp.down(x), original(x))
+
+
 def test_detect_resizes_with_inter_area(bundle):
     rng = np.random.default_rng(1)
     big = rng.integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -170,8 +171,6 @@ def detect(
 
     Returns ``values`` [N,K,2] and ``jacobians`` [N,K,2,2] (identity where the model has none), float32.
     """
-    import cv2
-
     _check_dtype(dtype)
     frames = np.asarray(frames)
     if frames.ndim == 3 and frames.shape[-1] == 3:
@@ -348,7 +347,8 @@ def _batches(
                 if stop.is_set():
                     return
                 buf = ring[slot]
-                buf[len(indices)] = crop_square(frame, box, size)
+                # BGR frames: crop and shrink first, then convert only the small image
+                cv2.cvtColor(crop_square(frame, box, size), cv2.COLOR_BGR2RGB, dst=buf[len(indices)])
                 indices.append(index)
                 if len(indices) == batch_size:
                     if not put((indices, buf)):
@@ -463,7 +463,7 @@ def extract(
             )
 
     notes: list[str] = []
-    with VideoReader(video, start=start, end=end, step=step) as reader:
+    with VideoReader(video, start=start, end=end, step=step, bgr=True) as reader:
         if model is None:
             from ml_core.model import load_model
 

@@ -109,7 +109,8 @@ class VideoReader:
 
     ``start`` (first frame, default 0), ``end`` (exclusive, default the last frame that decodes) and
     ``step`` select frames by their index in the file. Iterating yields ``(index, frame)`` with ``frame``
-    RGB uint8 [H,W,3]; frames between selected ones are decoded but not converted (``grab``).
+    RGB uint8 [H,W,3] (``bgr=True``: OpenCV's BGR order, skipping the conversion for callers that
+    shrink frames first); frames between selected ones are decoded but not converted (``grab``).
 
     Opening decodes the first frame, so a file that opens but does not decode fails here with a
     FommError. After a full iteration, :attr:`frames_decoded` is the real number of frames, :attr:`fps`
@@ -124,8 +125,10 @@ class VideoReader:
         start: int | None = None,
         end: int | None = None,
         step: int = 1,
+        bgr: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.bgr = bool(bgr)
         self.start = 0 if start is None else int(start)
         self.end = None if end is None else int(end)
         self.step = int(step)
@@ -234,7 +237,7 @@ class VideoReader:
                                 f"({frame.shape[1]}x{frame.shape[0]}); resized to {self.width}x{self.height}"
                             )
                         frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
-                    yield index, to_rgb(frame)
+                    yield index, frame if self.bgr else to_rgb(frame)
                     yielded += 1
                 frame = None
                 index += 1

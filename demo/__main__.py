@@ -133,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     bar.update()
 
     _stage(bar, "calibrating and baking shape keys")
-    reports = []
-    for op, kwargs in ((bpy.ops.fomm.bake_shape_keys, {}),):
-        r = op("EXEC_DEFAULT", **kwargs)
-        if "FINISHED" not in r:
-            raise SystemExit(f"error: {op.idname_py()} did not finish: {s.last_report}")
-        reports.append(s.last_report)
+    if "FINISHED" not in bpy.ops.fomm.bake_shape_keys("EXEC_DEFAULT"):
+        raise SystemExit(f"error: bake_shape_keys did not finish: {s.last_report}")
+    reports = [s.last_report]
     bar.update()
 
     _stage(bar, "baking control bones and the head bone")

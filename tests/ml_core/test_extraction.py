@@ -21,6 +21,7 @@ from ml_core.extraction import (
 from ml_core.framing import crop_square, full_frame_box
 from ml_core.video import VideoReader, write_video
 from tests.conftest import TINY_CKPT
+from tests.ml_core.test_framing import draw_face
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +40,6 @@ def moving_frames(n: int, w: int = 96, h: int = 72) -> list[np.ndarray]:
         cv2.rectangle(f, (5, 5 + i % 10), (20, 20 + i % 10), (20, 200, 40), -1)
         frames.append(f)
     return frames
-
-
-def draw_face(img: np.ndarray, cx: int, cy: int, s: int) -> np.ndarray:
-    """A drawn frontal face that OpenCV's Haar cascade fires on (see test_framing.py)."""
-    cv2.ellipse(img, (cx, cy), (int(s * 0.42), int(s * 0.55)), 0, 0, 360, (190, 160, 140), -1, cv2.LINE_AA)
-    for dx in (-1, 1):
-        brow = (cx + int(dx * s * 0.18), cy - int(s * 0.2))
-        eye = (cx + int(dx * s * 0.18), cy - int(s * 0.1))
-        cv2.ellipse(img, brow, (int(s * 0.1), int(s * 0.03)), 0, 0, 360, (60, 40, 30), -1, cv2.LINE_AA)
-        cv2.ellipse(img, eye, (int(s * 0.08), int(s * 0.04)), 0, 0, 360, (40, 30, 30), -1, cv2.LINE_AA)
-    cv2.ellipse(img, (cx, cy + int(s * 0.08)), (int(s * 0.05), int(s * 0.03)), 0, 0, 360, (120, 90, 80), -1)
-    cv2.ellipse(img, (cx, cy + int(s * 0.25)), (int(s * 0.14), int(s * 0.04)), 0, 0, 360, (90, 40, 40), -1)
-    img[:] = cv2.GaussianBlur(img, (0, 0), max(1.0, s / 60))
-    return img
 
 
 def mjpeg_avi(path, frames, fps=25.0):

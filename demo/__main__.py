@@ -6,7 +6,8 @@
    operators: shape keys (calibration by rendering), control bones, the head bone; keyframes reduced;
 4. the neural preview plane is built beside it;
 5. outputs in ``demo/out/``: ``demo.blend``, ``review.mp4`` (driving | neural preview | baked character rendered),
-   ``curves.png`` (baked against ground-truth curves), ``summary.json``; a summary is printed.
+   ``curves.png`` (baked against ground-truth curves), ``summary.json``, ``character.png`` (the preview's source
+   still); a summary is printed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,11 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 1e-12 else float("nan")
 
 
+def _r(value: float) -> str:
+    """Pearson r for people: a flat baked curve has none."""
+    return "n/a (baked flat)" if not np.isfinite(value) else f"{value:.2f}"
+
+
 def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], baked: dict[str, np.ndarray],
                 scores: dict[str, float]) -> None:
     """One row per shape key: ground truth (grey) and the baked curve (colour), with Pearson r."""
@@ -57,7 +64,7 @@ def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], ba
     for i, name in enumerate(names):
         top = 40 + i * row_h
         cv2.rectangle(img, (left, top + 5), (width - 10, top + row_h - 5), (220, 220, 220), 1)
-        label = f"{name}  r={scores[name]:.2f}"
+        label = f"{name}  r={_r(scores[name])}"
         cv2.putText(img, label, (8, top + row_h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         xs = left + (np.arange(n) / max(n - 1, 1)) * (width - 10 - left)
         for series, colour, thick in ((truth[name], (160, 160, 160), 2), (baked[name], colours[i % 8], 1)):
@@ -155,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: neural_preview did not finish: {s.last_report}")
     preview_s = time.perf_counter() - t0
     reports.append(s.last_report)
+    # The preview's source (the target's neutral face, rendered): a still to try `ml_core animate` with.
+    shutil.copyfile(Path(bpy.path.abspath(_preview_folder(scene))).parent / "source.png", out / "character.png")
     bar.update()
 
     # 5. Outputs: the .blend, curves against ground truth, the review video.
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "extract_seconds": round(extract_s, 2),
         "extract_fps": round(len(clip.values) / extract_s, 1),
         "preview_seconds": round(preview_s, 2),
-        "pearson_r": {k: round(v, 3) for k, v in scores.items()},
+        "pearson_r": {k: round(v, 3) if np.isfinite(v) else None for k, v in scores.items()},
         "reports": reports,
         "total_seconds": round(time.perf_counter() - t_start, 1),
         "model": bundle.source,
@@ -220,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: {n} frames; extraction {summary['extract_fps']} frames/s; preview {preview_s:.1f} s; "
           f"total {summary['total_seconds']} s")
     print("accuracy (Pearson r, baked vs ground truth): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+          + ", ".join(f"{k} {_r(v)}" for k, v in scores.items()))
     for line in keys_line or reports:
         print(f"  {line}")
-    print(f"outputs: {blend}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}")
+    print(f"outputs: {blend}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}, "
+          f"{out / 'character.png'}")
     return 0
 
 

@@ -17,10 +17,14 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_model(args.checkpoint, args.config)
     counts = bundle.parameter_counts()
-    print(f"checkpoint: {bundle.source}")
-    print(f"config:     {bundle.config_name or 'embedded'} (hash {bundle.config_hash})")
-    print(f"keypoints:  {bundle.num_kp}, jacobians: {'yes' if bundle.estimate_jacobian else 'no'}, "
-          f"input {bundle.image_size}x{bundle.image_size}")
-    for name, n in counts.items():
-        print(f"{name + ':':12s}{n:,} parameters")
+    rows = [
+        ("checkpoint", str(bundle.source)),
+        ("config", f"{bundle.config_name or 'embedded'} (hash {bundle.config_hash})"),
+        ("keypoints", f"{bundle.num_kp}, jacobians: {'yes' if bundle.estimate_jacobian else 'no'}, "
+                      f"input {bundle.image_size}x{bundle.image_size}"),
+        *((name, f"{n:,} parameters") for name, n in counts.items()),
+    ]
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        print(f"{label + ':':{width}s}{value}")
     return 0

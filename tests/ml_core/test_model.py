@@ -90,6 +90,10 @@ def test_convert_round_trip(vox_checkpoint, tmp_path):
     x = torch.rand(2, 3, 256, 256)
     with torch.inference_mode():
         torch.testing.assert_close(a.kp_detector(x)["value"], b.kp_detector(x)["value"], rtol=0, atol=0)
+    info = _cli("info", str(out))  # what the README's `ml_core info` shows
+    assert info.returncode == 0, info.stderr
+    assert "config:      vox-256" in info.stdout and "keypoints:   10, jacobians: yes, input 256x256" in info.stdout
+    assert "kp_detector: 14,215,368 parameters" in info.stdout and "generator:   45,575,391 parameters" in info.stdout
 
 
 @pytest.mark.parametrize("name", ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256",

@@ -362,7 +362,7 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        full_run: nn.Module = DDP(full, device_ids=ids, broadcast_buffers=True)
+        full_run: nn.Module = DDP(full, device_ids=ids)  # buffers (BN statistics) broadcast from rank 0, the default
         disc_run = DDP(disc_full, device_ids=ids) if disc_full is not None else None
     else:
         full_run, disc_run = full, disc_full

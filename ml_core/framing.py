@@ -59,7 +59,7 @@ def parse_box(text: str) -> CropBox:
             raise ValueError
         x, y, size = (int(p) for p in parts)
     except ValueError:
-        raise FommError(f"crop box must be X,Y,SIZE in whole pixels got {text!r}") from None
+        raise FommError(f"crop box must be X,Y,SIZE in whole pixels, got {text!r}") from None
     if size <= 0:
         raise FommError(f"crop box size must be positive, got {size}")
     return CropBox(x, y, size)

@@ -243,16 +243,48 @@ def _read_safetensors(path: Path) -> Checkpoint:
     return Checkpoint(states, cfg, path, "safetensors")
 
 
+def _is_pickle(path: Path) -> bool:
+    """True if the file (or, for a torch zip, its ``data.pkl``) starts with a whole pickle stream.
+
+    The opcodes are only listed (``pickletools``), never executed. Tells a pickle the weights-only loader refuses
+    (it would run code or build other objects) from a file that is no pickle at all.
+    """
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return False
+                with zf.open(names[0]) as f:
+                    for _ in pickletools.genops(f):
+                        pass
+        else:
+            with open(path, "rb") as f:
+                for _ in pickletools.genops(f):
+                    pass
+    except Exception:  # noqa: BLE001 - any failure to list the opcodes means "not a pickle"
+        return False
+    return True
+
+
+def _not_a_checkpoint(path: Path) -> FommError:
+    return FommError(f"{path} is not a checkpoint (neither a PyTorch nor a safetensors file): give an authors' "
+                     ".pth.tar or a .safetensors file")
+
+
 def _read_torch(path: Path) -> Checkpoint:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only" in str(exc).lower() or "unsupported global" in str(exc).lower():
+        # The weights-only loader words every refusal alike ("Weights only load failed ..."), garbage included: a
+        # file is refused as code only when it really is a pickle (a refused global, or a well-formed stream).
+        if "unsupported global" in str(exc).lower() or _is_pickle(path):
             raise FommError(f"refused to load {path}: it is a pickle that would run code or build objects "
                             "beyond plain tensors; only tensor checkpoints are loaded (convert it on a trusted "
                             "machine with the authors' code, or ask its author for safetensors)") from None
-        raise FommError(f"{path} is not a checkpoint: {first}") from None
+        raise _not_a_checkpoint(path) from None
     except (EOFError, zipfile.BadZipFile) as exc:
         raise FommError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}): "
                         "download it again") from None
@@ -262,9 +294,8 @@ def _read_torch(path: Path) -> Checkpoint:
                                   "file read failed", "pytorchstreamreader")):
             raise FommError(f"checkpoint {path} is truncated or corrupt: download it again") from None
         raise FommError(f"{path} could not be read as a checkpoint: {str(exc).splitlines()[0]}") from None
-    except (UnicodeDecodeError, ValueError, OSError, AttributeError, IndexError, KeyError) as exc:
-        raise FommError(f"{path} is not a checkpoint ({type(exc).__name__}): give an authors' .pth.tar or a "
-                        ".safetensors file") from None
+    except (UnicodeDecodeError, ValueError, OSError, AttributeError, IndexError, KeyError):
+        raise _not_a_checkpoint(path) from None
     if not isinstance(obj, dict):
         raise FommError(f"{path} is not a First Order Motion Model checkpoint (it holds a {type(obj).__name__})")
     keys = [k for k in obj if isinstance(k, str)]

@@ -69,6 +69,26 @@ class Vgg19(nn.Module):
         return feats
 
 
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def _vgg19_mismatch(feats: dict, expected: dict[str, tuple[int, ...]]) -> str:
+    """The first way a ``features.*`` state dict differs from torchvision's vgg19 (a missing or unexpected tensor,
+    or a shape), in words; ``""`` when it fits."""
+    for key, shape in expected.items():
+        name = f"features.{key}"
+        if name not in feats:
+            return f"'{name}' (shape {_shape_text(shape)}) is missing from the file"
+        have = tuple(getattr(feats[name], "shape", ()))
+        if have != shape:
+            return f"'{name}' is {_shape_text(have)} in the file but {_shape_text(shape)} in vgg19"
+    extra = sorted(k for k in feats if k.removeprefix("features.") not in expected)
+    if extra:
+        return f"the file has '{extra[0]}', which vgg19 does not have"
+    return ""
+
+
 def load_vgg19(path: str | os.PathLike) -> Vgg19:
     """A :class:`Vgg19` with weights from a torchvision-layout state dict (``features.N.weight`` ...)."""
     path = Path(path)
@@ -90,6 +110,9 @@ def load_vgg19(path: str | os.PathLike) -> Vgg19:
         raise FommError(f"VGG19 weights {path} are not a state dict")
     feats = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
     vgg = Vgg19()
+    mismatch = _vgg19_mismatch(feats, {k: tuple(v.shape) for k, v in vgg.features.state_dict().items()})
+    if mismatch:
+        raise FommError(f"VGG19 weights {path} do not match torchvision's vgg19 features: {mismatch}")
     try:
         vgg.load_state_dict({**feats, "mean": vgg.mean, "std": vgg.std}, strict=True)
     except RuntimeError as exc:

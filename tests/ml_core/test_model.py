@@ -189,10 +189,26 @@ def test_missing_file(tmp_path):
     _assert_one_line_error(_cli("info", str(tmp_path / "nope.pth.tar")), "not found")
 
 
+NOT_A_CHECKPOINT = "is not a checkpoint (neither a PyTorch nor a safetensors file): give an authors' .pth.tar or a"
+
+
 def test_not_a_checkpoint(tmp_path):
     p = tmp_path / "notes.pth.tar"
     p.write_text("these are my notes, not weights\n" * 20)
-    _assert_one_line_error(_cli("info", str(p)), "not a checkpoint")
+    r = _cli("info", str(p))
+    _assert_one_line_error(r, NOT_A_CHECKPOINT)
+    assert "Error" not in r.stderr  # no internal exception name (it was "(IndexError)")
+
+
+@pytest.mark.parametrize("content", [b"x" * 100, b'{"kp_detector": 1}', bytes(range(256)) * 4, b"hello world"],
+                         ids=["x100", "json", "binary", "hello"])
+def test_garbage_is_not_a_checkpoint_nor_a_malicious_pickle(tmp_path, content):
+    """PyTorch's weights-only loader words every refusal alike; garbage must not read as a refused pickle."""
+    p = tmp_path / "garbage.pth.tar"
+    p.write_bytes(content)
+    with pytest.raises(FommError) as err:
+        read_checkpoint(p)
+    assert str(err.value) == f"{p} {NOT_A_CHECKPOINT} .safetensors file"
 
 
 def test_empty_file(tmp_path):
@@ -279,8 +295,42 @@ def test_convert_failure_leaves_no_output(tmp_path):
     p = tmp_path / "notes.pth.tar"
     p.write_text("x" * 100)
     out = tmp_path / "out.safetensors"
-    _assert_one_line_error(_cli("convert", str(p), str(out)))
+    for args in (("convert", str(p), str(out)), ("info", str(p))):
+        r = _cli(*args)
+        _assert_one_line_error(r, NOT_A_CHECKPOINT)
+        assert "refused" not in r.stderr and "pickle" not in r.stderr  # not taken for a malicious pickle
     assert list(tmp_path.iterdir()) == [p]
+
+
+def test_convert_output_must_be_safetensors(tmp_path):
+    out = tmp_path / "model.pt"
+    _assert_one_line_error(_cli("convert", str(TINY_CKPT), str(out)), f"output must end in .safetensors: {out}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_path_is_a_folder(tmp_path):
+    folder = tmp_path / "vox.pth.tar"
+    folder.mkdir()
+    _assert_one_line_error(_cli("info", str(folder)), f"checkpoint path is a folder, not a file: {folder}")
+    assert list(folder.iterdir()) == []
+
+
+def test_torch_file_that_is_not_a_dict(tmp_path):
+    p = tmp_path / "list.pth"
+    torch.save([torch.zeros(2), torch.ones(3)], p)
+    _assert_one_line_error(_cli("info", str(p)), f"{p} is not a First Order Motion Model checkpoint (it holds a list)")
+
+
+def test_no_default_model_installed(tmp_path, monkeypatch, capfd):
+    import ml_core.model
+    from ml_core.cli import main
+
+    missing = tmp_path / "default" / "model.safetensors"
+    monkeypatch.setattr(ml_core.model, "DEFAULT_CHECKPOINT", missing)
+    assert main(["info"]) == 2
+    captured = capfd.readouterr()
+    assert captured.err == f"error: no default model is installed ({missing} is missing): pass a checkpoint\n"
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
 
 
 def test_bad_config_files(tmp_path):

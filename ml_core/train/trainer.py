@@ -405,8 +405,8 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
                                              bd["landmarks_driving"], bd["landmarks_valid"])
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
-                    raise FommError(f"training diverged at iteration {it + 1} (loss {float(loss)}): lower the learning "
-                                    "rates or resume from the last checkpoint")
+                    raise FommError(f"training diverged at iteration {it + 1} (loss {float(loss.detach())}): lower the "
+                                    "learning rates or resume from the last checkpoint")
                 for k in ("kp_detector", "generator"):
                     optimizers[k].zero_grad(set_to_none=True)
                 loss.backward()

@@ -38,6 +38,12 @@ def media(tmp_path_factory, tiny_bundle):
     for key in ("values", "jacobians", "frame_indices"):
         data[key] = data[key][:0]
     np.savez(d / "empty.npz", **data)
+    t = clip.num_frames
+    MotionClip(values=clip.values, jacobians=np.broadcast_to(np.eye(2, dtype=np.float32), (t, 5, 2, 2)).copy(),
+               fps=clip.fps, frame_indices=clip.frame_indices, reference_frame=clip.reference_frame,
+               crop_box=clip.crop_box, video_size=clip.video_size, num_kp=5, image_size=64,
+               config_hash=clip.config_hash, checkpoint_hash=clip.checkpoint_hash,
+               has_jacobians=False).save(d / "nojac.npz")  # as a model without Jacobians extracts it
     cv2.imwrite(str(d / "source.png"), cv2.cvtColor(source_image(120, 80), cv2.COLOR_RGB2BGR))
     (d / "source.txt.png").write_text("not a picture\n")
     return d
@@ -106,6 +112,14 @@ BAD = {
     "busy folder": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/busy/"], "already holds other files"),
     "overwrite input": (["{m}/source.png", "{m}/clip.npz", "-o", "{m}/source.png"], "overwrite an input"),
     "bad review": (["{m}/source.png", "{m}/clip.npz", "--review", "{t}/r.png"], "review must be a video"),
+    "same output twice": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/a.mp4", "-o", "{t}/a.mp4"],
+                          "the same output path is given twice: give each output its own path"),
+    "folder as video name": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/taken.mp4"],
+                             "taken.mp4 is a folder: give a video file name or drop the extension"),
+    "file as frames folder": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/frames"],
+                              "frames is a file: give a folder for the PNG frames"),
+    "clip without jacobians": (["{m}/source.png", "{m}/nojac.npz"],
+                               "the motion clip has no Jacobians but the model uses them"),
     "bad batch": (["{m}/source.png", "{m}/clip.npz", "--batch", "0"], "--batch must be 1 or more"),
     "bad fps": (["{m}/source.png", "{m}/clip.npz", "--fps", "fast"], "--fps must be a number"),
     "bad crop": (["{m}/source.png", "{m}/clip.npz", "--crop", "1,2"], "X,Y,SIZE"),
@@ -120,6 +134,8 @@ def test_bad_input_one_line_exit_2_nothing_written(case, media, tmp_path, capfd)
     argv, msg = BAD[case]
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")
+    (tmp_path / "taken.mp4").mkdir()  # a folder with a video's name
+    (tmp_path / "frames").write_text("mine")  # a file where a frame folder would go
     argv = [a.format(m=media, t=tmp_path) for a in argv]
     if "--no-o" in argv:
         argv.remove("--no-o")
@@ -138,7 +154,8 @@ def test_bad_input_one_line_exit_2_nothing_written(case, media, tmp_path, capfd)
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("error: ") and msg in lines[0], lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
-    assert listing(tmp_path) == ["busy"] and listing(tmp_path / "busy") == ["keep.txt"]
+    assert listing(tmp_path) == ["busy", "frames", "taken.mp4"] and listing(tmp_path / "busy") == ["keep.txt"]
+    assert listing(tmp_path / "taken.mp4") == [] and (tmp_path / "frames").read_text() == "mine"
     assert listing(media) == media_before
 
 

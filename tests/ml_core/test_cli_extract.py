@@ -101,13 +101,43 @@ def test_bad_input_one_line_exit_2_no_file(case, media, tmp_path, capfd):
         argv += ["--checkpoint", str(TINY_CKPT)]
     code = main(["extract", *argv, "--config", str(media / "tiny64.yaml"), "--crop", "full"]
                 if "--crop" not in argv else ["extract", *argv, "--config", str(media / "tiny64.yaml")])
-    captured = capfd.readouterr()
-    assert code == 2
+    _assert_one_line_error(code, capfd.readouterr(), msg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz"]  # nothing written, no temporaries
+
+
+def _assert_one_line_error(code: int, captured, msg: str) -> None:
+    """Exit 2, one ``error: `` line on stderr holding ``msg``, nothing on stdout, no traceback."""
+    assert code == 2, captured.err
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("error: ") and msg in lines[0], lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz"]  # nothing written, no temporaries
+
+
+def test_output_would_overwrite_the_input_video(media, tmp_path, capfd):
+    video = tmp_path / "take.npz"  # a video named like a clip, given as its own output
+    video.write_bytes((media / "drive.mp4").read_bytes())
+    before = video.read_bytes()
+    code = main(["extract", str(video), "-o", str(video), "--crop", "full", *model_args(media)])
+    msg = "the output clip would overwrite the input video: choose another -o"
+    _assert_one_line_error(code, capfd.readouterr(), msg)
+    assert video.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["take.npz"]
+
+
+@pytest.mark.parametrize(("device", "msg"), [
+    ("cuda", "device 'cuda' was asked for but this PyTorch build has no usable CUDA GPU: use --device cpu"),
+    ("mps", "device 'mps' was asked for but Apple Metal is not available here: use --device cpu"),
+])
+def test_device_not_available(device, msg, media, tmp_path, capfd):
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    if torch.cuda.is_available() if device == "cuda" else (mps is not None and mps.is_available()):
+        pytest.skip(f"this machine has {device}")
+    code = main(["extract", str(media / "drive.mp4"), "-o", str(tmp_path / "clip.npz"), "--crop", "full",
+                 "--device", device, *model_args(media)])
+    _assert_one_line_error(code, capfd.readouterr(), msg)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):

@@ -191,12 +191,36 @@ def test_cli_bad_inputs(tmp_path, data_dir, config, capsys) -> None:
     no_train.pop("train_params")
     no_train_path = tmp_path / "no_train.yaml"
     no_train_path.write_text(yaml.safe_dump(no_train))
+    short = tmp_path / "short"
+    (short / "train").mkdir(parents=True)
+    _write_clip(short / "train" / "one_0.mp4", 0, n=1, with_gt=False)
+    unknown_lm = _config_file(tmp_path / "unknown_lm.yaml", config,
+                              {"landmark_supervision": {"weight": 10, "keypoints": ["centre", "nose_tip"]}})
+    too_many_lm = _config_file(tmp_path / "too_many_lm.yaml", config,
+                               {"landmark_supervision": {"weight": 10, "keypoints": [*LANDMARKS, "a", "b", "c"]}})
+    other = copy.deepcopy(config)
+    other["model_params"]["kp_detector_params"]["temperature"] = 0.2  # another network than the checkpoint's
+    other_path = tmp_path / "other.yaml"
+    other_path.write_text(yaml.safe_dump(other))
+    ckpt = _train_checkpoint(tmp_path / "run" / "checkpoint.pt", config)
+    ckpt_bytes = ckpt.read_bytes()
     cases = [
         (["--config", str(cfg_path), "--data", str(empty)], "no videos or frame folders"),
         (["--config", str(cfg_path), "--data", str(bad)], "unreadable video"),
         (["--config", str(no_train_path), "--data", str(data_dir)], "no 'train_params' section"),
         (["--config", str(cfg_path), "--data", str(tmp_path / "missing")], "data folder not found"),
         (["--config", str(cfg_path), "--data", str(data_dir), "--resume", str(tmp_path / "nope.pt")], "not found"),
+        (["--config", str(cfg_path), "--data", str(data_dir), "--iterations", "0"], "--iterations must be at least 1"),
+        (["--config", str(cfg_path), "--data", str(data_dir), "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--config", str(cfg_path), "--data", str(short)],
+         f"unreadable video {short / 'train' / 'one_0.mp4'}: it has 1 decodable frame(s), at least 2 are needed"),
+        (["--config", str(unknown_lm), "--data", str(data_dir)],
+         "id0_c0.npz has no landmark 'nose_tip' named in the config's train_params.landmark_supervision.keypoints"),
+        (["--config", str(too_many_lm), "--data", str(data_dir)],
+         "train_params.landmark_supervision names 6 landmarks but the model has only 5 keypoints"),
+        (["--config", str(other_path), "--data", str(data_dir), "--resume", str(ckpt)],
+         f"checkpoint {ckpt} was trained with different model_params than the given config: resume with the config "
+         "it was trained with"),
     ]
     for i, (args, expected) in enumerate(cases):
         out = tmp_path / f"out{i}"
@@ -206,6 +230,46 @@ def test_cli_bad_inputs(tmp_path, data_dir, config, capsys) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
         assert "Traceback" not in err
         assert not out.exists()
+    assert ckpt.read_bytes() == ckpt_bytes  # the refused resume left the checkpoint as it was
+
+
+def _config_file(path: Path, config: dict, train_params: dict) -> Path:
+    """``config`` with some ``train_params`` replaced, written as YAML to ``path``."""
+    cfg = copy.deepcopy(config)
+    cfg["train_params"].update(train_params)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_checkpoint(path: Path, config: dict, iteration: int = 1) -> Path:
+    """A resumable checkpoint of freshly initialised networks for ``config`` (no training)."""
+    from ml_core.train.trainer import save_checkpoint
+
+    bundle = build_model(config, seed=0, with_discriminator=True)
+    modules = {"kp_detector": bundle.kp_detector, "generator": bundle.generator,
+               "discriminator": bundle.discriminator}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, config, iteration, modules, {}, {})
+
+
+def test_diverged_training_stops_and_keeps_the_checkpoint(tmp_path, data_dir, config) -> None:
+    """A loss that turns infinite (here an absurd loss weight, 1e39, past float32) stops at once with one line
+    (in a process of its own: no warning either); the run's checkpoint is kept as it was, nothing else written."""
+    cfg_path = _config_file(tmp_path / "absurd.yaml", config,
+                            {"loss_weights": {**config["train_params"]["loss_weights"], "equivariance_value": 1e39}})
+    run = tmp_path / "run"
+    ckpt = _train_checkpoint(run / "checkpoint.pt", config, iteration=3)
+    before = ckpt.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "ml_core", "train", "--config", str(cfg_path), "--data", str(data_dir),
+                           "--out", str(run), "--resume", str(ckpt), "--iterations", "5", "--device", "cpu",
+                           "--threads", "1", "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    err = proc.stderr
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: training diverged at iteration 4 (loss ")
+    assert lines[0].endswith("): lower the learning rates or resume from the last checkpoint")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"] and ckpt.read_bytes() == before
 
 
 def test_ddp_two_processes_gloo(tmp_path, data_dir, config) -> None:

@@ -65,6 +65,15 @@ def test_bad_jobs_give_one_line_errors(text, needle):
     assert "Traceback" not in stderr
 
 
+def test_detect_images_job_whose_images_is_not_a_list(tmp_path):
+    out = tmp_path / "detections.npz"
+    job = {"kind": "detect-images", "images": str(tmp_path / "neutral.png"), "output": str(out)}
+    rc, events, stderr = _run(json.dumps(job) + "\n")
+    assert rc == 2 and "Traceback" not in stderr
+    assert events[-1] == {"event": "error", "message": "the detect-images job's images must be a list of paths"}
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_job_file(tmp_path):
     rc, events, _ = _run(None, job_arg=str(tmp_path / "nope.json"))
     assert rc == 2 and "job file not found" in events[-1]["message"]

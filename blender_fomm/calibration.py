@@ -234,9 +234,25 @@ def render_scene(objects: Sequence[bpy.types.Object], view: View, size: int) -> 
         bpy.data.cameras.remove(cam_data)
 
 
+def cache_folder(path: Path) -> Path:
+    """``path`` made (with its parents) for cache files; a one-line FommError if that is impossible (the
+    cache folder is read-only, or a file is in the way)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FommError(
+            f"cannot create the cache folder {path} ({exc.strerror or exc}): pick a writable cache folder in "
+            "the preferences"
+        ) from None
+    return path
+
+
 def render_still(scene: bpy.types.Scene, path: Path) -> Path:
     scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True, scene=scene.name)
+    try:
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+    except RuntimeError:  # Blender could not save the image (read-only folder, a folder in the way)
+        raise FommError(f"could not save the render {path}: check the cache folder is writable") from None
     if not path.is_file():
         raise FommError(f"rendering {path.name} produced no file: check the cache folder is writable")
     return path
@@ -249,7 +265,7 @@ def render_calibration(
     the :func:`pose_views` (turned and nodded by +/- :data:`POSE_ANGLE` about the face's centre).
     Returns the paths in that order."""
     key = obj.data.shape_keys
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_folder(out_dir)
     pivot = face_region(obj, names)[0]
     paths = []
     with held_shape_keys(key) as blocks, render_scene(_dependencies(obj), view, size) as scene:
@@ -272,7 +288,7 @@ def render_calibration(
 
 def render_neutral(obj: bpy.types.Object, view: View, path: Path, size: int = 256) -> Path:
     """The neutral face (every shape key at 0) from ``view``: the neural preview's source image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    cache_folder(path.parent)
     key = obj.data.shape_keys
     ctx = held_shape_keys(key) if key is not None else contextlib.nullcontext([])
     with ctx as blocks, render_scene(_dependencies(obj), view, size) as scene:

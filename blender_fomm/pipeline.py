@@ -438,7 +438,7 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
         ]
     )
     folder = ws.cache_dir / "preview" / hashlib.sha256(ident.encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
+    calibration.cache_folder(folder)
     if s.preview_source == "RENDER":
         view = calibration.view_for(obj, shapekeys.bakeable_keys(obj), s.camera_object)
         source = str(calibration.render_neutral(obj, view, folder / "source.png", 256))

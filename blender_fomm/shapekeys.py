@@ -44,7 +44,9 @@ def target_key(obj: bpy.types.Object | None, names: Sequence[str] | None = None)
     if obj is None:
         raise FommError("no target object: pick the character's mesh in the Target panel")
     if obj.type != "MESH":
-        raise FommError(f"'{obj.name}' is a {obj.type.lower()}, not a mesh: pick a mesh with shape keys")
+        kind = obj.type.lower().replace("_", " ")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise FommError(f"'{obj.name}' is {article} {kind}, not a mesh: pick a mesh with shape keys")
     available = bakeable_keys(obj)
     if not available:
         raise FommError(f"'{obj.name}' has no shape keys besides its basis: add some, or bake to bones")

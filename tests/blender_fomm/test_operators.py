@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
+import time
 
 import bpy
 import numpy as np
 import pytest
-from bfomm_helpers import ADDON
+from bfomm_helpers import ADDON, REPO, make_rig, worker_python
 
+from blender_fomm import operators, pipeline
 from blender_fomm.anim import OWNER_PROP, action_fcurves
 from blender_fomm.bones import CONTROL_PROP, bone_name
+from blender_fomm.prefs import worker_settings
 from ml_core.clip import load_clip
+from ml_core.errors import FommError
 from tools.synth import make_test_character
 
 OPERATORS = ("extract_motion", "bake_shape_keys", "bake_bones", "neural_preview", "calibrate", "cancel")
@@ -259,3 +265,221 @@ def test_bake_is_one_undo_step(motion_clip):
     bpy.ops.ed.redo()
     mesh = bpy.data.objects[name]
     assert mesh.data.shape_keys.animation_data.action is not None
+
+
+# ------------------------------------------------------------------------------------------ more bad inputs
+def _refused(op, message: str) -> None:
+    """``op()`` reports exactly the ERROR ``message`` (one line, no traceback) and leaves the scene as it was."""
+    before = _snapshot()
+    with pytest.raises(RuntimeError) as err:
+        op()
+    text = str(err.value).strip()
+    assert text == f"Error: {message}", text
+    assert _snapshot() == before
+
+
+def test_steps_without_a_video_or_a_clip():
+    """The buttons are greyed out (poll); a script running the steps gets the one-line reason."""
+    scene = bpy.context.scene
+    _character()
+    before = _snapshot()
+    with pytest.raises(FommError, match=r"^no video: pick the driving video in the Source panel$"):
+        pipeline.extract_step(scene)
+    no_clip = r"^no motion clip: extract one from a video, or pick a clip file in the Source panel$"
+    for step in (pipeline.bake_shape_keys_step, pipeline.bake_bones_step, pipeline.neural_preview_step):
+        with pytest.raises(FommError, match=no_clip):
+            step(scene)
+    assert _snapshot() == before
+
+
+def test_manual_mappings_missing_or_two_on_one_key(motion_clip):
+    rig = _character()
+    s = bpy.context.scene.fomm
+    s.clip_path = str(motion_clip)
+    s.method = "MANUAL"
+    _refused(bpy.ops.fomm.bake_shape_keys,
+             "no manual mappings: add one (keypoint, axis, shape key, gain) in the Bake panel")
+    bpy.ops.fomm.mapping_add()
+    bpy.ops.fomm.mapping_add()
+    s.mappings[0].shape_key = s.mappings[1].shape_key = rig.names["jaw_open"]
+    _refused(bpy.ops.fomm.bake_shape_keys, "each shape key can have only one manual mapping")
+
+
+def test_crop_box_of_size_zero(driving_video):
+    s = bpy.context.scene.fomm
+    s.video_path = str(driving_video)
+    s.crop_mode = "BOX"
+    s.crop_size = 0
+    _refused(bpy.ops.fomm.extract_motion, "the crop box needs a size above 0 pixels")
+
+
+def test_head_bone_mode_without_an_armature(motion_clip):
+    _character()
+    s = bpy.context.scene.fomm
+    s.clip_path = str(motion_clip)
+    s.bone_mode = "HEAD"
+    before = _snapshot()
+    with pytest.raises(FommError, match=r"^no armature: pick the character's armature in the Target panel$"):
+        pipeline.bake_bones_step(bpy.context.scene)  # the button itself is greyed out (test_poll_says_why)
+    assert _snapshot() == before
+
+
+def test_target_that_is_not_a_mesh():
+    rig = make_rig("Rig")
+    s = bpy.context.scene.fomm
+    s.target_object = rig  # a script may set it; the panel offers meshes only
+    with pytest.raises(RuntimeError, match=r"poll\(\) Pick a target mesh with shape keys"):
+        bpy.ops.fomm.calibrate()
+    before = _snapshot()
+    with pytest.raises(FommError) as err:
+        pipeline.calibrate_step(bpy.context.scene)
+    assert str(err.value) == "'Rig' is an armature, not a mesh: pick a mesh with shape keys"
+    assert _snapshot() == before
+
+
+def test_no_shape_keys_ticked(motion_clip):
+    _character()
+    s = bpy.context.scene.fomm
+    s.clip_path = str(motion_clip)
+    assert bpy.ops.fomm.select_keys(use=False) == {"FINISHED"}
+    for op in (bpy.ops.fomm.bake_shape_keys, bpy.ops.fomm.calibrate):
+        _refused(op, "no shape keys selected: tick at least one in the Bake panel")
+
+
+def test_clip_from_another_checkpoint_is_refused(motion_clip, tmp_path):
+    """Same keypoint count, another model (its checkpoint hash differs): calibrating with the preferences' model
+    cannot make the clip's keypoints mean what that model's do."""
+    clip = load_clip(motion_clip)
+    clip.checkpoint_hash = "0123456789abcdef"
+    other = tmp_path / "other-model.npz"
+    clip.save(other)
+    _character()
+    bpy.context.scene.fomm.clip_path = str(other)
+    _refused(bpy.ops.fomm.bake_shape_keys,
+             "the clip was extracted with another model than the one in the preferences: extract it again, or "
+             "point the preferences at that model")
+
+
+def test_a_running_job_greys_out_the_other_operators(motion_clip, driving_video):
+    """While a job runs (here a real worker registered as the running modal job), every operator that starts one
+    is greyed out with the reason. (The modal operators' own 'another FOMM job is running' report needs a window:
+    background Blender runs operators synchronously, one at a time.)"""
+    _character()
+    s = bpy.context.scene.fomm
+    s.clip_path, s.video_path = str(motion_clip), str(driving_video)
+    job = operators.WorkerJob({"kind": "probe"}, python=worker_python()).start()  # RUNNING until polled
+    operators._ACTIVE["fomm.extract_motion"] = job
+    try:
+        for name in ("extract_motion", "calibrate", "bake_shape_keys", "bake_bones", "neural_preview", "check_worker"):
+            with pytest.raises(RuntimeError, match=r"poll\(\) A FOMM job is running"):
+                getattr(bpy.ops.fomm, name)()
+        assert bpy.ops.fomm.cancel.poll()
+    finally:
+        operators._ACTIVE.pop("fomm.extract_motion", None)
+        job.wait(timeout=120)
+        job.close()
+    assert not operators.job_running() and not bpy.ops.fomm.cancel.poll()
+
+
+def test_worker_python_without_torch(monkeypatch):
+    """Check Worker with a Python that has ml_core but no torch: the Blender 4.5 test venv (.venv-bpy45)."""
+    python = REPO / ".venv-bpy45" / "bin" / "python"
+    if not python.is_file():
+        pytest.skip("no .venv-bpy45 here: no Python without torch to point the worker at")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u, platform; "
+                            "print(u.find_spec('torch') is None, platform.python_version())"],
+                           capture_output=True, text=True, timeout=60)
+    no_torch, version = probe.stdout.split()
+    if no_torch != "True":
+        pytest.skip(f"{python} has torch")
+    monkeypatch.setenv("FOMM_WORKER_PYTHON", str(python))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # ml_core from this checkout (the worker starts in the temp folder)
+    _refused(bpy.ops.fomm.check_worker, f"the worker's Python {version} has ml_core but no torch: install it")
+
+
+@pytest.mark.parametrize("how", ["a file in the way", "a folder in the way of a render", "read-only"])
+def test_calibration_cache_not_writable(how, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FOMM_CACHE_DIR", str(cache))
+    _character()
+    plan = pipeline.plan_calibration(bpy.context.scene, worker_settings())
+    renders = plan.folder / "renders"
+    if how == "a file in the way":
+        cache.write_text("not a folder")
+        expected = f"cannot create the cache folder {renders} (Not a directory): pick a writable cache folder in the " \
+                   "preferences"
+    elif how == "a folder in the way of a render":
+        (renders / "neutral.png").mkdir(parents=True)
+        expected = f"could not save the render {renders / 'neutral.png'}: check the cache folder is writable"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        cache.mkdir()
+        cache.chmod(0o500)
+        expected = f"cannot create the cache folder {renders} (Permission denied): pick a writable cache folder in " \
+                   "the preferences"
+    try:
+        _refused(bpy.ops.fomm.calibrate, expected)
+    finally:
+        if cache.is_dir():
+            cache.chmod(0o700)
+    assert bpy.context.scene.fomm.calibration_path == ""
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def _interrupt_once_the_worker_runs(timeout: float = 120) -> threading.Thread:
+    """Ctrl-C (KeyboardInterrupt in the main thread) half a second after a worker process of ours has started."""
+    import _thread
+
+    me = os.getpid()
+
+    def worker_started() -> bool:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == me and b"ml_core" in cmd and b"worker" in cmd:
+                return True
+        return False
+
+    def watch() -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if worker_started():
+                time.sleep(0.5)  # inside run_job's loop by now; the worker is still loading torch
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_reports_nothing_changed(addon, driving_video, capfd):
+    """Ctrl-C during Extract (background Blender; in the UI Esc or Cancel takes the same path): the operator is
+    CANCELLED with the WARNING 'cancelled: nothing was changed', and nothing was: no clip, no partial file."""
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to see the worker process start")
+    s = bpy.context.scene.fomm
+    s.video_path = str(driving_video)
+    s.crop_mode = "FULL"
+    s.video_step = 3  # a clip no other test makes
+    clips = addon / "cache" / "clips"
+    had = sorted(p.name for p in clips.iterdir()) if clips.is_dir() else []
+    before = _snapshot()
+    capfd.readouterr()
+    thread = _interrupt_once_the_worker_runs()
+    assert bpy.ops.fomm.extract_motion() == {"CANCELLED"}
+    thread.join()
+    captured = capfd.readouterr()
+    assert "cancelled: nothing was changed" in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
+    assert _snapshot() == before and s.clip_path == ""
+    assert (sorted(p.name for p in clips.iterdir()) if clips.is_dir() else []) == had

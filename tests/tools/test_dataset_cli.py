@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,34 @@ def test_without_opencv_one_line_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "OpenCV" in err and err.count("\n") == 1
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.bpy
+def test_ctrl_c_keeps_finished_clips(tmp_path):
+    """A real SIGINT while the second clip renders: exit 130 with the one line, the first clip kept whole, nothing
+    of the second (no file, no temporary)."""
+    pytest.importorskip("bpy")
+    pytest.importorskip("cv2")
+    out = tmp_path / "ds"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from tools.synth import render as R
+        from tools.synth.dataset import main
+        real, calls = R._read_png, []
+        def read_png(path):
+            calls.append(path)
+            if len(calls) == 3:  # the second clip's first frame (2 frames a clip)
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(path)
+        R._read_png = read_png
+        sys.exit(main(["--out", {str(out)!r}, "--identities", "1", "--test-identities", "0",
+                       "--clips-per-identity", "3", "--frames", "2", "--size", "32", "--aa", "OFF", "--no-progress"]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted: finished clips are kept, nothing half-written"
+    assert "Traceback" not in proc.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert files == ["train", "train/id0000_c00.mp4", "train/id0000_c00.npz"]

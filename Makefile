@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed
 # Blender 4.5 LTS add-on tests run in their own venv (bpy 4.5 and 5.0 cannot share one).
 VENV45 := .venv-bpy45
 STAMP45 := $(VENV45)/.installed
+# Blender 5.2 LTS (Python 3.13): `make test-bpy52`, kept out of `make test` (the CI time limit). Its venv
+# needs a Python 3.13: pyenv's if installed, else python3.13 on PATH (or PYTHON313=...).
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) python3.13)
+VENV52 := .venv-bpy52
+STAMP52 := $(VENV52)/.installed
 
-.PHONY: venv venv45 test test-fast test-slow lint demo default-model addon clean
+.PHONY: venv venv45 venv52 test test-bpy52 test-fast test-slow lint demo default-model addon clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +31,24 @@ $(STAMP45): requirements-bpy45.txt
 
 venv45: $(STAMP45)
 
+$(STAMP52): requirements-bpy52.txt
+	@test -x $(VENV52)/bin/python || $(PYTHON313) -m venv $(VENV52)
+	$(VENV52)/bin/python -m pip install -q --upgrade pip
+	$(VENV52)/bin/python -m pip install -q -r requirements-bpy52.txt
+	@touch $@
+
+venv52: $(STAMP52)
+
 # The whole suite: ml_core + Blender 5.0 tests in .venv, then the add-on tests again on Blender 4.5.
 test: venv venv45
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV45)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm tests/tools
+
+# The add-on tests on Blender 5.2 LTS, then the 5.1-up lean zip installed into it (the build runs in .venv).
+test-bpy52: venv venv52
+	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV52)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm tests/tools
+	$(PY) -m pytest -q tests/test_packaging.py -k blender_52
 
 test-fast: venv
 	$(PY) -m pytest -q -x tests/ml_core
@@ -53,4 +71,4 @@ addon: venv
 	$(PY) build_addon.py --output dist/
 
 clean:
-	rm -rf $(VENV) $(VENV45) .pytest_cache demo/out bench/out
+	rm -rf $(VENV) $(VENV45) $(VENV52) .pytest_cache demo/out bench/out

@@ -2,11 +2,12 @@
 and run in a clean Blender user directory (the bpy module in a subprocess, ``BLENDER_USER_RESOURCES`` set
 to an empty folder).
 
-The lean build (ml_core + scipy, no torch) is tested on Blender 5.0 (.venv) and 4.5 (.venv-bpy45); the
-full linux-x64 build (torch, opencv, ...) is ``slow``: it extracts motion from a video in the clean
-install with a bare interpreter that sees only the extension's wheels (and a numpy standing in for the
-one Blender ships). Wheels are cached in ``.cache/build_addon`` between runs (the first run downloads
-what the cache lacks; torch comes from the local wheel).
+The lean build (ml_core + scipy, no torch) is tested on Blender 5.0 (.venv) and 4.5 (.venv-bpy45), its
+5.1-up zip (Python 3.13) on Blender 5.2 LTS when .venv-bpy52 exists (``make venv52``); the full linux-x64
+build (torch, opencv, ...) is ``slow``: it extracts motion from a video in the clean install with a bare
+interpreter that sees only the extension's wheels (and a numpy standing in for the one Blender ships).
+Wheels are cached in ``.cache/build_addon`` between runs (the first run downloads what the cache lacks;
+torch comes from the local wheel).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SCRIPT = REPO / "build_addon.py"
 SESSION = Path(__file__).parent / "packaging" / "blender_session.py"
 PY = sys.executable
 PY45 = REPO / ".venv-bpy45" / "bin" / "python"
+PY52 = REPO / ".venv-bpy52" / "bin" / "python"
 FIXTURES = REPO.parent / "shared" / "fixtures" / "fomm_reference"
 MODULE = "bl_ext.user_default.fomm_mocap"
 LEAN_ZIP = "fomm_mocap-0.1.0-lean-linux_x64-blender4.4-5.0.zip"
@@ -325,6 +327,27 @@ def test_blender_51_build_targets_python_313_and_is_refused_by_50(tmp_path):
     res, text = run_session(PY, user, {"zip": str(zip_path)})
     assert not res["enabled"] and "minimum supported version (5.1.0)" in text
     assert not (user / "extensions" / ".local" / "lib" / "python3.11" / "site-packages" / "ml_core").exists()
+
+
+@pytest.mark.skipif(not PY52.exists(), reason="needs .venv-bpy52 (make venv52)")
+def test_blender_51_build_installs_enables_and_bakes_blender_52(tmp_path):
+    """The 5.1-up lean zip (cp313 wheels) on Blender 5.2 LTS: installs, enables, bakes, probes the worker."""
+    out = tmp_path / "dist"
+    proc = run_build("--output", str(out), "--lean", "--blender", "5.2", "--platform", "linux-x64")
+    assert proc.returncode == 0, proc.stderr
+    zip_path = out / "fomm_mocap-0.1.0-lean-linux_x64-blender5.1-up.zip"
+    user = tmp_path / "user"
+    res, text = run_session(
+        PY52, user, {"zip": str(zip_path), "bake": True, "probe": True, "workdir": str(tmp_path)},
+        extra_env={"FOMM_WORKER_PYTHON": PY},
+    )
+    assert res["blender"].startswith("5.2") and res["python"].startswith("3.13")
+    assert res["install"] == ["FINISHED"] and res["enabled"], res
+    local = user / "extensions" / ".local" / "lib" / "python3.13" / "site-packages"
+    assert res["ml_core_file"] == str(local / "ml_core" / "__init__.py"), "ml_core must come from the extension"
+    assert res["bake_ret"] == ["FINISHED"], res
+    np.testing.assert_allclose(np.array(res["baked"]), np.array(res["expected"]), atol=1e-4)
+    assert res["probe_ret"] == ["FINISHED"], text[-3000:]
 
 
 def test_interrupt_leaves_no_zip(tmp_path):

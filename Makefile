@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 # Blender 4.5 LTS add-on tests run in their own venv (bpy 4.5 and 5.0 cannot share one).
 VENV45 := .venv-bpy45
 STAMP45 := $(VENV45)/.installed
-# Blender 5.2 LTS (Python 3.13): `make test-bpy52`, kept out of `make test` (the CI time limit). Its venv
-# needs a Python 3.13: pyenv's if installed, else python3.13 on PATH (or PYTHON313=...).
+# Blender 5.2 LTS (Python 3.13): `make test-bpy52`, also run by `make test` when a Python 3.13 is found
+# (pyenv's if installed, else python3.13 on PATH, or PYTHON313=...); without one `make test` says it skipped it.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) python3.13)
 VENV52 := .venv-bpy52
 STAMP52 := $(VENV52)/.installed
@@ -39,11 +39,13 @@ $(STAMP52): requirements-bpy52.txt
 
 venv52: $(STAMP52)
 
-# The whole suite: ml_core + Blender 5.0 tests in .venv, then the add-on tests again on Blender 4.5.
+# The whole suite: ml_core + Blender 5.0 tests in .venv, then the add-on tests again on Blender 4.5 and 5.2.
 test: venv venv45
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV45)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm tests/tools
+	@if command -v $(PYTHON313) >/dev/null 2>&1; then $(MAKE) --no-print-directory test-bpy52; \
+	else echo "SKIPPED: Blender 5.2 tests (no Python 3.13 found; set PYTHON313=/path/to/python3.13)"; fi
 
 # The add-on tests on Blender 5.2 LTS, then the 5.1-up lean zip installed into it (the build runs in .venv).
 test-bpy52: venv venv52

@@ -476,8 +476,9 @@ def check_worker_step() -> Step:
     def finish(result):
         assert result is not None
         if not result.get("torch"):
+            where = result.get("executable") or f"Python {result.get('python')}"
             raise FommError(
-                f"the worker's Python {result.get('python')} has ml_core but no torch: install it"
+                f"the worker Python {where} has ml_core but no torch: install torch into it, or use the full build"
             )
         return (
             f"worker OK: Python {result['python']}, ml_core {result['ml_core']}, torch {result['torch']}, "

@@ -229,7 +229,11 @@ def run_probe(job: dict, emit: Emit) -> dict:
 
     import ml_core
 
-    result: dict[str, Any] = {"python": platform.python_version(), "ml_core": ml_core.__version__}
+    result: dict[str, Any] = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "ml_core": ml_core.__version__,
+    }
     try:
         import torch
     except ImportError:

@@ -394,7 +394,8 @@ def test_worker_python_without_torch(monkeypatch):
         pytest.skip(f"{python} has torch")
     monkeypatch.setenv("FOMM_WORKER_PYTHON", str(python))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # ml_core from this checkout (the worker starts in the temp folder)
-    _refused(bpy.ops.fomm.check_worker, f"the worker's Python {version} has ml_core but no torch: install it")
+    _refused(bpy.ops.fomm.check_worker,
+             f"the worker Python {python} has ml_core but no torch: install torch into it, or use the full build")
 
 
 @pytest.mark.parametrize("how", ["a file in the way", "a folder in the way of a render", "read-only"])

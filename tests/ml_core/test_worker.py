@@ -37,6 +37,7 @@ def test_probe_reports_versions():
     result = events[-1]
     assert result["event"] == "result" and result["kind"] == "probe"
     assert result["torch"] and "cpu" in result["devices"] and result["ml_core"]
+    assert result["executable"] == sys.executable  # Check Worker names the interpreter to fix
 
 
 def test_job_from_file(tmp_path):

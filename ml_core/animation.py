@@ -39,7 +39,7 @@ from torch import nn
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
-from ml_core.extraction import Cancelled
+from ml_core.extraction import Cancelled, check_bf16
 from ml_core.fileio import atomic_path
 from ml_core.framing import FaceDetector, crop_square, face_box_from_detections, full_frame_box, user_box
 from ml_core.motion import movement_scale, relative_motion
@@ -259,6 +259,8 @@ def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: 
     if clip.num_kp != bundle.num_kp:
         check_compatible(clip, bundle)  # raises the one-line error
     device = torch.device(bundle.device)
+    if dtype == "bf16":
+        check_bf16(device)
     size = int(bundle.image_size)
     gen = generator if generator is not None else inference_generator(bundle)
     src = _source_tensor(source, size, crop, log).to(device)

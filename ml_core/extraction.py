@@ -60,7 +60,8 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def _check_bf16(device: Any) -> None:
+def check_bf16(device: Any) -> None:
+    """Refuse bfloat16 inference, with a one-line error, where ``device`` cannot run it."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise FommError("this GPU has no bfloat16 support: run without --bf16 (dtype fp32)")
@@ -183,7 +184,7 @@ def detect(
         raise FommError(f"batch size must be 1 or more, got {batch_size}")
     size = bundle.image_size
     if dtype == "bf16":
-        _check_bf16(bundle.device)
+        check_bf16(bundle.device)
     detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
     values, jacobians = [], []
     for i in range(0, len(frames), batch_size):
@@ -475,7 +476,7 @@ def extract(
             for n in notes:
                 log(n)
         if dtype == "bf16":
-            _check_bf16(bundle.device)
+            check_bf16(bundle.device)
         detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
 
         total = reader.expected_count()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import cv2
@@ -289,6 +290,14 @@ def test_bad_options(tiny_bundle, media, tmp_path, kwargs, msg):
     kwargs = {"output": tmp_path / "o.mp4", **kwargs}
     with pytest.raises(FommError, match=msg):
         animate(media / "source.png", media / "clip.npz", model=tiny_bundle, **kwargs)
+    assert listing(tmp_path) == []
+
+
+def test_bf16_refused_where_the_device_cannot_run_it(tiny_bundle, media, tmp_path):
+    """`animate --bf16` checks the device like `extract --bf16` ('meta' stands for a device without bf16 autocast)."""
+    on_meta = dataclasses.replace(tiny_bundle, device=torch.device("meta"))
+    with pytest.raises(FommError, match="bfloat16 autocast is not available on meta: run without --bf16"):
+        animate(media / "source.png", media / "clip.npz", model=on_meta, output=tmp_path / "o.mp4", dtype="bf16")
     assert listing(tmp_path) == []
 
 

@@ -286,8 +286,8 @@ def _read_torch(path: Path) -> Checkpoint:
                             "machine with the authors' code, or ask its author for safetensors)") from None
         raise _not_a_checkpoint(path) from None
     except (EOFError, zipfile.BadZipFile) as exc:
-        raise FommError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}): "
-                        "download it again") from None
+        what = "ends too early" if isinstance(exc, EOFError) else "is a broken archive"
+        raise FommError(f"checkpoint {path} is truncated or corrupt (the file {what}): download it again") from None
     except RuntimeError as exc:
         msg = str(exc).lower()
         if any(s in msg for s in ("zip archive", "failed finding central directory", "unexpected eof",

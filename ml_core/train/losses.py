@@ -101,9 +101,9 @@ def load_vgg19(path: str | os.PathLike) -> Vgg19:
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
-        raise FommError(f"VGG19 weights {path} could not be read ({type(exc).__name__}): give torchvision's "
-                        "vgg19 state dict (.pth) or a safetensors copy") from None
+    except Exception:  # noqa: BLE001 - any reader failure is the user's file
+        raise FommError(f"VGG19 weights {path} could not be read (damaged, or not a plain tensor file): give "
+                        "torchvision's vgg19 state dict (.pth) or a safetensors copy") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -99,3 +99,6 @@ def test_ssim_and_vgg19_weights(tmp_path) -> None:
     torch.save(state, tmp_path / "short.pth")
     with pytest.raises(FommError, match=r"'features\.2\.bias' \(shape \(64\)\) is missing from the file$"):
         load_vgg19(tmp_path / "short.pth")
+    (tmp_path / "text.pth").write_text("not weights\n" * 10)  # no exception class name in the message
+    with pytest.raises(FommError, match=r"could not be read \(damaged, or not a plain tensor file\): give torchvision"):
+        load_vgg19(tmp_path / "text.pth")

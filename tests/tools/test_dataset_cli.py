@@ -133,3 +133,41 @@ def test_ctrl_c_keeps_finished_clips(tmp_path):
     assert "Traceback" not in proc.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert files == ["train", "train/id0000_c00.mp4", "train/id0000_c00.npz"]
+
+
+@pytest.mark.bpy
+@pytest.mark.parametrize("module,writer", [("render", "save_ground_truth"), ("video", "write_mp4")])
+def test_ctrl_c_while_a_clip_is_written_leaves_no_video_without_truth(tmp_path, module, writer):
+    """SIGINT as the second clip's ground truth, or its video, is about to be written: never a video without its
+    .npz (a training loader lists videos), and a rerun completes the clip."""
+    pytest.importorskip("bpy")
+    pytest.importorskip("cv2")
+    out = tmp_path / "ds"
+    args = ["--out", str(out), "--identities", "1", "--test-identities", "0", "--clips-per-identity", "2",
+            "--frames", "2", "--size", "32", "--aa", "OFF", "--no-progress"]
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from tools.synth import {module} as M
+        from tools.synth.dataset import main
+        real, calls = M.{writer}, []
+        def hooked(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(*a, **k)
+        M.{writer} = hooked
+        sys.exit(main({args!r}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr
+    videos = sorted(p.name for p in (out / "train").glob("*.mp4"))
+    assert videos == ["id0000_c00.mp4"]
+    assert all(v.with_suffix(".npz").is_file() for v in (out / "train").glob("*.mp4"))
+    again = subprocess.run([sys.executable, "-m", "tools.synth", *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "1 clips rendered, 1 already complete" in again.stdout
+    assert sorted(p.name for p in (out / "train").iterdir()) == [
+        "id0000_c00.mp4", "id0000_c00.npz", "id0000_c01.mp4", "id0000_c01.npz"]

@@ -2,7 +2,8 @@
 
 ``DIR/train/<identity>_<clip>.mp4`` (+ ``.npz`` ground truth) and ``DIR/test/...`` with held-out
 identities (characters never in train). Resumable: a clip whose ``.npz`` and ``.mp4`` both exist is
-skipped; every file is written atomically (the ``.npz`` last), so an interrupted run leaves no half clip.
+skipped; every file is written atomically (the video last), so an interrupted run leaves no half clip
+and no video without its ground truth.
 """
 
 from __future__ import annotations

@@ -350,14 +350,15 @@ def render_clip(rig: HeadRig, perf: dict, out_path: str | os.PathLike, *, size: 
                 look_seed: int | None = 0, aa: str = "5") -> dict:
     """Render to ``out_path`` (.mp4, needs OpenCV) and write the ground truth beside it (same stem, .npz).
 
-    The video is written first and the ``.npz`` last, both atomically: a clip is complete when its
-    ``.npz`` exists. Returns the ground-truth dict.
+    The ground truth is written first and the video last, both atomically: a clip is complete when its
+    video exists, so a training loader (which lists videos) never meets a clip without its ground truth,
+    even after an interrupted run. Returns the ground-truth dict.
     """
     from .video import write_mp4
 
     out_path = Path(out_path)
     frames, landmarks, look = render_frames(rig, perf, size=size, look_seed=look_seed, aa=aa)
-    write_mp4(out_path, frames, perf["fps"])
     gt = ground_truth(rig, perf, landmarks, look, size)
     save_ground_truth(out_path.with_suffix(".npz"), gt)
+    write_mp4(out_path, frames, perf["fps"])
     return gt

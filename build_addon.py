@@ -98,7 +98,8 @@ RANGES: tuple[PythonRange, ...] = (
         blender_max=None,
         last=None,
         numpy="numpy>=2",
-        full=(TORCH, "opencv-python-headless>=4.12", "scipy>=1.14.1", "safetensors>=0.4", "tqdm>=4.66",
+        # OpenCV 5 dropped CascadeClassifier and the Haar cascades the automatic face box uses: stay on 4.x.
+        full=(TORCH, "opencv-python-headless>=4.12,<5", "scipy>=1.14.1", "safetensors>=0.4", "tqdm>=4.66",
               "pyyaml>=6.0"),
         lean=("scipy>=1.14.1",),
     ),

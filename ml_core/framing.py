@@ -137,14 +137,19 @@ class FaceDetector:
     ) -> None:
         if cascade is None:
             base = getattr(getattr(cv2, "data", None), "haarcascades", None)
-            if base is None:
-                raise FommError(
-                    "this OpenCV build has no Haar cascades (cv2.data); install opencv-python-headless 4.x "
-                    "or give a crop box (--crop X,Y,SIZE or --crop full)"
-                )
-            cascade = os.path.join(base, "haarcascade_frontalface_default.xml")
-        self._cascade = cv2.CascadeClassifier(str(cascade))
-        if self._cascade.empty():
+            cascade = os.path.join(base, "haarcascade_frontalface_default.xml") if base is not None else None
+        if not hasattr(cv2, "CascadeClassifier") or cascade is None or not os.path.exists(cascade):
+            # OpenCV 5 dropped both the classifier and the cascade files; some builds lack cv2.data.
+            raise FommError(
+                f"this OpenCV ({cv2.__version__}) has no Haar face detector; install opencv-python-headless 4.x "
+                "or give a crop box (--crop X,Y,SIZE or --crop full)"
+            )
+        try:
+            self._cascade = cv2.CascadeClassifier(str(cascade))
+            loaded = not self._cascade.empty()
+        except (cv2.error, SystemError):  # a damaged file: OpenCV raises instead of returning an empty classifier
+            loaded = False
+        if not loaded:
             raise FommError(f"cannot load the face detector {cascade}; use --crop full or --crop X,Y,SIZE")
         self.max_side = int(max_side)
         self.min_fraction = float(min_fraction)

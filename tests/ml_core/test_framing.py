@@ -115,6 +115,22 @@ def test_parse_and_validate_boxes():
     assert str(CropBox(1, 2, 3)) == "1,2,3"
 
 
+@pytest.mark.parametrize("missing", ["CascadeClassifier", "data"])
+def test_opencv_without_haar_detector_is_one_line(monkeypatch, missing):
+    """OpenCV 5 has neither CascadeClassifier nor the cascade files; some builds lack cv2.data."""
+    monkeypatch.delattr(cv2, missing)
+    with pytest.raises(FommError, match=r"^this OpenCV \(.+\) has no Haar face detector; install "
+                                        r"opencv-python-headless 4\.x or give a crop box"):
+        FaceDetector()
+
+
+def test_damaged_cascade_file_is_one_line(tmp_path):
+    bad = tmp_path / "cascade.xml"
+    bad.write_text("<opencv_storage>nothing</opencv_storage>")
+    with pytest.raises(FommError, match="cannot load the face detector .*cascade.xml; use --crop full"):
+        FaceDetector(cascade=bad)
+
+
 def test_haar_finds_a_drawn_face_and_nothing_on_blank_frames():
     det = FaceDetector()
     frame = draw_face(np.full((360, 640, 3), (40, 60, 90), np.uint8), 400, 170, 150)

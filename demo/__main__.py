@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "demo" / "out"
 DRIVER_SEED = int(os.environ.get("FOMM_DEMO_DRIVER", 104))  # a driver not used to tune the solver
 TARGET_SEED = 23
+AUTO_NEUTRAL = os.environ.get("FOMM_DEMO_AUTO_NEUTRAL", "0").strip().lower() in ("1", "true", "yes", "on")
 SEMANTIC = ("jaw_open", "smile_L", "smile_R", "blink_L", "blink_R", "brow_raise_L", "brow_raise_R", "pucker")
 
 
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=150, help="length of the driving performance (25 fps)")
     parser.add_argument("--size", type=int, default=256, help="driving video size in pixels")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--auto-neutral", action=argparse.BooleanOptionalAction, default=AUTO_NEUTRAL,
+                        help="search the clip for its most neutral frame (the panel's 'Find Neutral Frame') instead "
+                        "of using frame 0 as the reference (default: env FOMM_DEMO_AUTO_NEUTRAL, else off)")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -135,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     s.start_frame = 1
     s.tolerance = 0.01
     # The performance starts on a neutral face and the clip's reference is frame 0 (as an animator would set it in
-    # the Source panel), so the solve uses that reference instead of searching the clip for a neutral frame.
-    s.auto_neutral = False
+    # the Source panel), so the solve uses that reference instead of searching the clip for a neutral frame (the
+    # panel's default, --auto-neutral here: jaw r 0.90 against 0.96 from frame 0 for driver 104; bench/RESULTS.md).
+    s.auto_neutral = bool(args.auto_neutral)
     bar.update()
 
     _stage(bar, "calibrating and baking shape keys")

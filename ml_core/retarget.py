@@ -446,15 +446,41 @@ def solve_bounded(
     return weights
 
 
+def neutral_cost(weights: np.ndarray) -> np.ndarray:
+    """How far each sample sits above the others, key by key: ``cost[n] = sum_k sum_t max(0, w[n,k] - w[t,k])``
+    for ``weights`` [T,K] -> [T].
+
+    A truly neutral sample is at (or near) the bottom of every key, so its cost is (near) the least. Negative
+    weights earn nothing: they cannot hide an open jaw behind the cross-talk of another key (a pucker read as a
+    negative smile), as a plain sum would. The cost does not change when a key's weights are all shifted by the
+    same amount, so relative weights may be measured from any reference. Per key: sort, then prefix sums
+    (O(T log T) each; no T x T matrix)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be [T,K], got shape {w.shape}")
+    t = w.shape[0]
+    if t == 0 or w.shape[1] == 0:
+        return np.zeros(t)
+    keys = np.ascontiguousarray(w.T)  # [K,T]: sort along contiguous rows
+    order = np.argsort(keys, axis=1)
+    ranked = np.take_along_axis(keys, order, axis=1)
+    # the sample at rank i is above the i+1 samples ranked 0..i (itself and ties add 0)
+    above = np.arange(1, t + 1) * ranked - np.cumsum(ranked, axis=1)
+    per_key = np.empty_like(above)
+    np.put_along_axis(per_key, order, above, axis=1)
+    return per_key.sum(axis=0)
+
+
 def find_neutral(
     basis: np.ndarray, targets: np.ndarray, free: int, regularization: float, smooth: float = 1.0
 ) -> int:
-    """The clip sample that looks most neutral through the calibration: the least summed unconstrained
-    key weight (relative weights are negative where a frame shows less expression than the reference).
-    ``smooth`` (samples) low-passes the score so that one noisy frame cannot win."""
+    """The clip sample that looks most neutral through the calibration: the least :func:`neutral_cost` of its
+    unconstrained ridge key weights (the bounded columns only; relative weights are negative where a sample shows
+    less expression than the reference). ``smooth`` (samples) low-passes the cost so that one noisy sample
+    cannot win."""
     nb = basis.shape[1] - int(free)
     u = _ridge(basis, targets, _lambda(basis, nb, regularization))[:, :nb]
-    score = u.sum(axis=1)
+    score = neutral_cost(u)
     if smooth > 0 and len(score) > 2:
         score = gaussian_filter1d(score, smooth, mode="nearest")
     return int(np.argmin(score))

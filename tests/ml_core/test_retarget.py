@@ -13,8 +13,10 @@ from ml_core.errors import FommError
 from ml_core.retarget import (
     CALIBRATION_VERSION,
     Calibration,
+    find_neutral,
     manual_weights,
     movement_scale,
+    neutral_cost,
     polar_decompose,
     rdp_keep,
     remove_head_motion,
@@ -323,6 +325,62 @@ def test_auto_neutral_recovers_from_an_expressive_reference():
     assert w[auto.reference].sum() == 0.0  # a truly neutral sample was found
     np.testing.assert_allclose(auto.weights, w, atol=1e-5)
     assert np.abs(plain.weights - w).max() > 0.5
+
+
+def _pucker_hold_world(seed: int = 5):
+    """A clip of another character than the calibrated one: speech (jaw), a smile, rest, a jaw-open + pucker
+    hold, rest again. The hold's mouth is narrower than the calibrated pucker, so it reads as strongly negative
+    smiles (cross-talk). Keys: jaw, smile_L, smile_R, pucker. Returns the calibration, what the keypoints show in
+    key units [T,4] (negative smiles included), the clip's keypoints, and the rest and hold frames."""
+    calib, _, _, _ = _linear_world(n_keys=4, jac=False, size=0.05, seed=seed)
+    t = 200
+    shown = np.zeros((t, 4))
+    talk = np.r_[0:40, 70:110, 150:170]
+    shown[talk, 0] = 0.45 + 0.4 * np.sin(np.arange(len(talk)) * 0.7)  # the clip starts mid-speech
+    shown[80:100, 1:3] = 0.6  # a smile while talking
+    hold = np.arange(110, 150)
+    shown[hold] = [0.9, -1.2, -1.2, 1.0]  # jaw open + pucker; the narrow mouth reads as negative smiles
+    rest = np.flatnonzero(~shown.any(axis=1))  # 40-69 and 170-199
+    disp = calib.key_values - calib.neutral_values
+    noise = np.random.default_rng(seed).normal(scale=1e-4, size=(t, calib.num_kp, 2))
+    values = calib.neutral_values + np.einsum("tn,nkc->tkc", shown, disp) + noise
+    return calib, shown, values, rest, hold
+
+
+def test_find_neutral_ignores_negative_cross_talk():
+    calib, shown, values, rest, hold = _pucker_hold_world()
+    basis = calib.basis()
+    targets = (values - values[0]).reshape(len(values), -1)  # relative to the clip's (expressive) frame 0
+    u = np.linalg.lstsq(basis, targets.T, rcond=None)[0].T
+    old = int(np.argmin(u.sum(axis=1)))  # the former criterion: the least summed weight
+    assert old in hold  # jaw 0.9 + pucker 1.0 - 2 x 1.2 of smile sums below a rest frame's 0
+    ref = find_neutral(basis, targets, 0, 1e-9)
+    assert ref in rest
+    cost = neutral_cost(u)
+    assert cost[hold].min() > 2 * cost[rest].max()  # the hold sits far above the clip on jaw and pucker
+
+    # the whole solve, from the expressive frame 0 as the clip's reference: measured from rest, the jaw follows
+    res = solve_weights(calib, values, None, 0, regularization=1e-9, remove_head=False)
+    assert res.reference in rest
+    jaw = np.clip(shown[:, 0], 0, 1)
+    assert np.corrcoef(res.weights[:, 0], jaw)[0, 1] > 0.95
+    np.testing.assert_allclose(res.weights[rest], 0.0, atol=0.01)
+
+
+def test_neutral_cost_matches_pairwise_definition_and_scales():
+    rng = np.random.default_rng(8)
+    w = np.round(rng.normal(size=(300, 6)), 1)  # with ties
+    pairwise = np.maximum(0.0, w[:, None, :] - w[None, :, :]).sum(axis=(1, 2))
+    np.testing.assert_allclose(neutral_cost(w), pairwise, atol=1e-9)
+    np.testing.assert_allclose(neutral_cost(w + rng.normal(size=6)), pairwise, atol=1e-9)  # any reference
+    assert neutral_cost(np.zeros((0, 3))).shape == (0,)
+    np.testing.assert_array_equal(neutral_cost(np.zeros((4, 0))), np.zeros(4))
+    # a long clip (10,000 samples x 50 keys): per-key sorting, no T x T x K array (that would be 40 GB)
+    big = rng.normal(size=(10_000, 50))
+    big[1234] -= 5.0
+    assert neutral_cost(big).shape == (10_000,)
+    basis = rng.normal(size=(120, 50))
+    assert find_neutral(basis, big @ basis.T, 0, 0.01, smooth=0.0) == 1234
 
 
 def test_pose_columns_absorb_out_of_plane_head_motion():

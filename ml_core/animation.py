@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml_core.clip import MotionClip, load_clip
-from ml_core.errors import FommError
-from ml_core.extraction import Cancelled, check_bf16
+from ml_core.errors import Cancelled, FommError
+from ml_core.extraction import check_bf16
 from ml_core.fileio import atomic_path
 from ml_core.framing import FaceDetector, crop_square, face_box_from_detections, full_frame_box, user_box
 from ml_core.motion import movement_scale, relative_motion

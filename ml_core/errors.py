@@ -18,3 +18,7 @@ class FommError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Cancelled(KeyboardInterrupt):
+    """Raised when a ``cancel`` callback asks to stop; handled like Ctrl-C (nothing is written)."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ml_core.clip import MotionClip
-from ml_core.errors import FommError
+from ml_core.errors import Cancelled, FommError
 from ml_core.filters import describe, smooth_motion, smoothing_params
 from ml_core.framing import (
     CropBox,
@@ -47,10 +47,6 @@ DTYPES = ("fp32", "bf16")
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
 SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
-
-
-class Cancelled(KeyboardInterrupt):
-    """Raised when a ``cancel`` callback asks to stop; handled like Ctrl-C (nothing is written)."""
 
 
 # -------------------------------------------------------------------------------------------- inference

@@ -42,13 +42,17 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 1e-12 else float("nan")
 
 
-def _r(value: float) -> str:
-    """Pearson r for people: a flat baked curve has none."""
-    return "n/a (baked flat)" if not np.isfinite(value) else f"{value:.2f}"
+def score_label(r: float, baked: np.ndarray, truth: np.ndarray) -> str:
+    """Pearson r for people; a curve that does not move has none, and says which one it is."""
+    if np.ptp(truth) < 1e-9:
+        return f"n/a (truth still, baked peak {float(np.max(np.abs(baked))):.2f})"
+    if np.ptp(baked) < 1e-9:
+        return "n/a (baked flat)"
+    return f"{r:.2f}"
 
 
 def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], baked: dict[str, np.ndarray],
-                scores: dict[str, float]) -> None:
+                labels: dict[str, str]) -> None:
     """One row per shape key: ground truth (grey) and the baked curve (colour), with Pearson r."""
     import cv2
 
@@ -65,8 +69,11 @@ def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], ba
     for i, name in enumerate(names):
         top = 40 + i * row_h
         cv2.rectangle(img, (left, top + 5), (width - 10, top + row_h - 5), (220, 220, 220), 1)
-        label = f"{name}  r={_r(scores[name])}"
-        cv2.putText(img, label, (8, top + row_h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        r, _, why = labels[name].partition(" (")
+        lines = [name, f"r={r}", *(why.rstrip(")").split(", ") if why else [])]
+        for j, text in enumerate(lines):  # the left column, one short line each
+            y = top + row_h // 2 - 8 * (len(lines) - 1) + 16 * j + 5
+            cv2.putText(img, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         xs = left + (np.arange(n) / max(n - 1, 1)) * (width - 10 - left)
         for series, colour, thick in ((truth[name], (160, 160, 160), 2), (baked[name], colours[i % 8], 1)):
             ys = top + row_h - 8 - np.clip(series, 0, 1) * (row_h - 16)
@@ -199,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     n = min(len(frames), len(truth["curves"]))
     gt = {sid: truth["curves"][:n, ids.index(sid)] for sid in SEMANTIC}
     scores = {sid: pearson(baked[sid][:n], gt[sid]) for sid in SEMANTIC}
-    plot_curves(out / "curves.png", frames[:n], gt, {k: v[:n] for k, v in baked.items()}, scores)
+    labels = {sid: score_label(scores[sid], baked[sid][:n], gt[sid]) for sid in SEMANTIC}
+    plot_curves(out / "curves.png", frames[:n], gt, {k: v[:n] for k, v in baked.items()}, labels)
 
     from ml_core.video import VideoReader, VideoWriter
 
@@ -234,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: {n} frames; extraction {summary['extract_fps']} frames/s; preview {preview_s:.1f} s; "
           f"total {summary['total_seconds']} s")
     print("accuracy (Pearson r, baked vs ground truth): "
-          + ", ".join(f"{k} {_r(v)}" for k, v in scores.items()))
+          + ", ".join(f"{k} {labels[k]}" for k in SEMANTIC))
     for line in keys_line or reports:
         print(f"  {line}")
     print(f"outputs: {blend}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}, "

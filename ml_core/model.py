@@ -337,7 +337,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return ckpt
 
 
-def _shape_str(shape: tuple[int, ...]) -> str:
+def shape_str(shape: tuple[int, ...]) -> str:
+    """A tensor shape as messages write it: ``(64, 3, 3, 3)``."""
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
@@ -359,16 +360,16 @@ def check_states(states: dict[str, dict[str, torch.Tensor]], cfg: dict, *, what:
         got = states[module]
         for key, shape in exp.items():
             if key not in got:
-                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' (shape {_shape_str(shape)} in "
+                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' (shape {shape_str(shape)} in "
                                 f"the config) is missing from the {what}")
             have = tuple(got[key].shape)
             if have != shape:
-                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' is {_shape_str(have)} in the {what} "
-                                f"but {_shape_str(shape)} in the config")
+                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' is {shape_str(have)} in the {what} "
+                                f"but {shape_str(shape)} in the config")
         extra = [k for k in got if k not in exp]
         if extra:
             raise FommError(f"config/checkpoint mismatch in {module}: the {what} has '{extra[0]}' "
-                            f"{_shape_str(tuple(got[extra[0]].shape))}, which the config does not build")
+                            f"{shape_str(tuple(got[extra[0]].shape))}, which the config does not build")
 
 
 def detect_config(states: dict[str, dict[str, torch.Tensor]]) -> tuple[str, dict]:

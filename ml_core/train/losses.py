@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml_core.errors import FommError
+from ml_core.model import shape_str
 from ml_core.modules.blocks import AntiAliasInterpolation2d
 
 # torchvision's vgg19 "features": conv channel counts, "M" = max pooling.
@@ -69,20 +70,16 @@ class Vgg19(nn.Module):
         return feats
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
 def _vgg19_mismatch(feats: dict, expected: dict[str, tuple[int, ...]]) -> str:
     """The first way a ``features.*`` state dict differs from torchvision's vgg19 (a missing or unexpected tensor,
     or a shape), in words; ``""`` when it fits."""
     for key, shape in expected.items():
         name = f"features.{key}"
         if name not in feats:
-            return f"'{name}' (shape {_shape_text(shape)}) is missing from the file"
+            return f"'{name}' (shape {shape_str(shape)}) is missing from the file"
         have = tuple(getattr(feats[name], "shape", ()))
         if have != shape:
-            return f"'{name}' is {_shape_text(have)} in the file but {_shape_text(shape)} in vgg19"
+            return f"'{name}' is {shape_str(have)} in the file but {shape_str(shape)} in vgg19"
     extra = sorted(k for k in feats if k.removeprefix("features.") not in expected)
     if extra:
         return f"the file has '{extra[0]}', which vgg19 does not have"

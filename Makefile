@@ -12,7 +12,7 @@ PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) py
 VENV52 := .venv-bpy52
 STAMP52 := $(VENV52)/.installed
 
-.PHONY: venv venv45 venv52 test test-bpy52 test-fast test-slow lint demo default-model addon clean
+.PHONY: venv venv45 venv52 test test-bpy45 test-bpy52 test-fast test-slow lint demo default-model addon clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,12 +40,21 @@ $(STAMP52): requirements-bpy52.txt
 venv52: $(STAMP52)
 
 # The whole suite: ml_core + Blender 5.0 tests in .venv, then the add-on tests again on Blender 4.5 and 5.2.
-test: venv venv45
+# A Blender version whose Python or bpy wheel this machine lacks (its venv does not install) is skipped, saying why;
+# a failing test still fails `make test`.
+test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+	@if $(MAKE) --no-print-directory venv45; then $(MAKE) --no-print-directory test-bpy45; \
+	else echo "SKIPPED: Blender 4.5 tests (requirements-bpy45.txt did not install: no bpy 4.5 wheel for this platform?)"; fi
+	@if ! command -v $(PYTHON313) >/dev/null 2>&1; then \
+	echo "SKIPPED: Blender 5.2 tests (no Python 3.13 found; set PYTHON313=/path/to/python3.13)"; \
+	elif $(MAKE) --no-print-directory venv52; then $(MAKE) --no-print-directory test-bpy52; \
+	else echo "SKIPPED: Blender 5.2 tests (requirements-bpy52.txt did not install: no bpy 5.2 wheel for this platform?)"; fi
+
+# The add-on and tools tests on Blender 4.5 LTS.
+test-bpy45: venv venv45
 	FOMM_WORKER_PYTHON=$(abspath $(PY)) $(VENV45)/bin/python -m pytest -q -p no:cacheprovider tests/blender_fomm tests/tools
-	@if command -v $(PYTHON313) >/dev/null 2>&1; then $(MAKE) --no-print-directory test-bpy52; \
-	else echo "SKIPPED: Blender 5.2 tests (no Python 3.13 found; set PYTHON313=/path/to/python3.13)"; fi
 
 # The add-on tests on Blender 5.2 LTS, then the 5.1-up lean zip installed into it (the build runs in .venv).
 test-bpy52: venv venv52

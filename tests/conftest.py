@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the team's shared reference data (../shared beside the repo)."""
+"""Shared test fixtures: paths to the reference data the suite reads, all inside the repository (tests/data)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURE_DIR = SHARED / "fixtures" / "fomm_reference"
+DATA = REPO / "tests" / "data"
+FIXTURE_DIR = DATA / "fomm_reference"
+SPEC_DIR = DATA / "spec"
 TINY_CKPT = FIXTURE_DIR / "tiny-cpk.pth.tar"
 TINY_YAML = FIXTURE_DIR / "tiny.yaml"
 

@@ -34,7 +34,11 @@ SESSION = Path(__file__).parent / "packaging" / "blender_session.py"
 PY = sys.executable
 PY45 = REPO / ".venv-bpy45" / "bin" / "python"
 PY52 = REPO / ".venv-bpy52" / "bin" / "python"
-FIXTURES = REPO.parent / "shared" / "fixtures" / "fomm_reference"
+# A Blender version's venv counts once its requirements installed (the Makefile's stamp): on a machine without that
+# Python or bpy wheel the venv is missing or half made, and its tests are skipped with the reason.
+HAVE45 = (REPO / ".venv-bpy45" / ".installed").is_file() and PY45.exists()
+HAVE52 = (REPO / ".venv-bpy52" / ".installed").is_file() and PY52.exists()
+FIXTURES = REPO / "tests" / "data" / "fomm_reference"
 MODULE = "bl_ext.user_default.fomm_mocap"
 LEAN_ZIP = "fomm_mocap-0.1.0-lean-linux_x64-blender4.4-5.0.zip"
 FULL_ZIP = "fomm_mocap-0.1.0-linux_x64-blender4.4-5.0.zip"
@@ -291,7 +295,7 @@ def test_lean_installs_enables_and_bakes_blender_50(lean_build, tmp_path):
     assert re.search(r"torch 2\.\d+", text), text[-3000:]
 
 
-@pytest.mark.skipif(not PY45.exists(), reason="needs .venv-bpy45 (make venv45)")
+@pytest.mark.skipif(not HAVE45, reason="needs .venv-bpy45 installed (make venv45: Python 3.11 and the bpy 4.5 wheel)")
 def test_lean_installs_enables_and_bakes_blender_45(lean_build, tmp_path):
     out, _ = lean_build
     user = tmp_path / "user"
@@ -329,7 +333,7 @@ def test_blender_51_build_targets_python_313_and_is_refused_by_50(tmp_path):
     assert not (user / "extensions" / ".local" / "lib" / "python3.11" / "site-packages" / "ml_core").exists()
 
 
-@pytest.mark.skipif(not PY52.exists(), reason="needs .venv-bpy52 (make venv52)")
+@pytest.mark.skipif(not HAVE52, reason="needs .venv-bpy52 installed (make venv52: Python 3.13 and the bpy 5.2 wheel)")
 def test_blender_51_build_installs_enables_and_bakes_blender_52(tmp_path):
     """The 5.1-up lean zip (cp313 wheels) on Blender 5.2 LTS: installs, enables, bakes, probes the worker."""
     out = tmp_path / "dist"

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "fomm_reference"
+FIXTURES = REPO / "tests" / "data" / "fomm_reference"
 ADDON = "blender_fomm"
 
 

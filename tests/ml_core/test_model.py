@@ -13,9 +13,9 @@ import torch
 
 from ml_core import FommError, build_model, load_model
 from ml_core.model import available_configs, detect_config, expected_shapes, load_config, read_checkpoint
-from tests.conftest import REPO, SHARED, TINY_CKPT, TINY_YAML
+from tests.conftest import REPO, SPEC_DIR, TINY_CKPT, TINY_YAML
 
-SPEC = SHARED / "spec" / "vox-256-state-dict.tsv"
+SPEC = SPEC_DIR / "vox-256-state-dict.tsv"
 DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 

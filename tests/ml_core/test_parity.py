@@ -1,4 +1,4 @@
-"""Parity with the authors' implementation: ../shared/fixtures/fomm_reference (both grid_sample conventions)."""
+"""Parity with the authors' implementation: tests/data/fomm_reference (both grid_sample conventions)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from ml_core import load_model, relative_motion
 from tests.conftest import FIXTURE_DIR, TINY_CKPT, TINY_YAML
 
 ATOL = 1e-5
+# ``deformed`` (the source warped by the dense motion) is visualisation-only: no other output is computed from it.
+# Its bilinear border samples amplify float32 kernel differences between CPUs (1 element of 49,152 is 1.48e-5 off on
+# Intel AVX-512/AMX, within 1e-5 on AMD), so it is held to 5e-5 in both parity tests; every other output to 1e-5.
+ATOL_DEFORMED = 5e-5
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.parametrize("align_corners", [True, False])
 def test_each_stage_matches_reference(inputs, align_corners):
-    """Each stage, fed the reference's own inputs to that stage, reproduces its outputs to 1e-5."""
+    """Each stage, fed the reference's own inputs to that stage, reproduces its outputs to 1e-5 (``deformed``: 5e-5)."""
     source, driving = inputs
     exp = _expected(align_corners)
     bundle = load_model(TINY_CKPT, TINY_YAML, align_corners=align_corners)
@@ -53,7 +57,8 @@ def test_each_stage_matches_reference(inputs, align_corners):
         out = bundle.generator(source.expand(n, -1, -1, -1), kp_driving=kp_drv, kp_source=kp_src_b)
         for name in ("prediction", "mask", "occlusion_map", "deformed"):
             assert out[name].shape == exp[name].shape, name
-            np.testing.assert_allclose(out[name].numpy(), exp[name], rtol=0, atol=ATOL, err_msg=name)
+            atol = ATOL_DEFORMED if name == "deformed" else ATOL
+            np.testing.assert_allclose(out[name].numpy(), exp[name], rtol=0, atol=atol, err_msg=name)
 
 
 @pytest.mark.parametrize("align_corners", [True, False])
@@ -77,7 +82,7 @@ def test_chained_pipeline_matches_reference(inputs, align_corners):
     np.testing.assert_allclose(kp_norm["jacobian"].numpy(), exp["kp_norm_jacobian"], rtol=0, atol=ATOL)
     for name in ("prediction", "mask", "occlusion_map"):
         np.testing.assert_allclose(out[name].numpy(), exp[name], rtol=0, atol=ATOL, err_msg=name)
-    np.testing.assert_allclose(out["deformed"].numpy(), exp["deformed"], rtol=0, atol=5e-5)
+    np.testing.assert_allclose(out["deformed"].numpy(), exp["deformed"], rtol=0, atol=ATOL_DEFORMED)
 
 
 def test_align_corners_settings_differ(inputs):

@@ -13,9 +13,7 @@ import pytest
 from ml_core.errors import FommError
 from ml_core.worker import EventWriter, parse_job, read_job, serve, square_frame
 
-TINY_CKPT = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "fomm_reference" / "tiny-cpk.pth.tar"
-)
+TINY_CKPT = Path(__file__).resolve().parents[1] / "data" / "fomm_reference" / "tiny-cpk.pth.tar"
 
 
 def _run(job_text: str | None, *args: str, job_arg: str = "-") -> tuple[int, list[dict], str]:

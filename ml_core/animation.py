@@ -377,11 +377,16 @@ def _plan_outputs(output: Any, review: Any) -> list[_Target]:
     return targets
 
 
+def _own_frames(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but an earlier preview's frames (so replacing it loses nothing)."""
+    return all(_PNG_RE.match(p.name) and p.is_file() for p in folder.iterdir())
+
+
 class _PngSequence:
     """Writes numbered PNG frames into a folder that appears whole on success (atomic)."""
 
     def __init__(self, stack: contextlib.ExitStack, path: Path, digits: int) -> None:
-        self.dir = stack.enter_context(atomic_path(path, suffix=""))
+        self.dir = stack.enter_context(atomic_path(path, suffix="", replace_folder=_own_frames))
         self.dir.mkdir()
         self.digits = digits
         self.count = 0

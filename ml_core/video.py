@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -440,11 +440,14 @@ class VideoReader:
             self.close()
 
 
-def sample_frames(path: str | os.PathLike, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+def sample_frames(
+    path: str | os.PathLike, indices: Iterable[int], *, times: Mapping[int, float] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """RGB frames (upright) at ``indices`` by seeking: quick for a few frames spread over a long video.
 
-    Seeking goes by time (``index / frame rate``), which is exact for constant-rate files; with a
-    variable rate or a damaged index it may land near the frame instead; use it where that does not
+    Seeking goes by time: ``times[index]`` (seconds from the first frame, as :attr:`VideoReader.times`
+    gives them) where known, else ``index / frame rate``, which is exact for constant-rate files; with a
+    variable rate or a damaged index that may land near the frame instead; use it where that does not
     matter (e.g. sampling for a face box) and :class:`VideoReader` where it does. Frames that fail to
     decode are skipped.
     """
@@ -457,7 +460,7 @@ def sample_frames(path: str | os.PathLike, indices: Iterable[int]) -> Iterator[t
         tb = stream.time_base
         origin = stream.start_time or 0
         for index in sorted(int(i) for i in indices):
-            target = index / rate
+            target = times[index] if times is not None and index in times else index / rate
             try:
                 container.seek(origin + int(target / tb), stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):

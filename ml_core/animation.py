@@ -63,6 +63,7 @@ MODES = ("relative", "absolute")
 DTYPES = ("fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi")
 PNG_PREFIX = "preview_"
+MAX_BATCH = 512  # frames rendered at once (memory grows with it; more gains no speed)
 _PNG_RE = re.compile(rf"^{PNG_PREFIX}\d+\.png$")
 
 
@@ -239,6 +240,9 @@ def _check_options(mode: str, dtype: str, batch_size: Any) -> None:
         raise FommError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise FommError(f"batch size must be a whole number of 1 or more, got {batch_size!r}")
+    if batch_size > MAX_BATCH:
+        raise FommError(f"batch size {batch_size} is more than {MAX_BATCH} frames: the generator would need "
+                        "tens of gigabytes; give a smaller --batch")
 
 
 def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: str = "relative",

@@ -3,7 +3,8 @@
 Each sub-command lives in ``ml_core/commands/<name>.py`` and defines
 ``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``.
 Expected failures (:class:`~ml_core.errors.FommError`) print ``error: <one line>`` to stderr and exit 2;
-Ctrl-C and SIGTERM (what a farm scheduler sends) both exit 130 with one line. Writers use :func:`ml_core.fileio.atomic_path`, so neither leaves partial output.
+Ctrl-C and SIGTERM (what a farm scheduler sends) both exit 130 with one line. Writers use
+:func:`ml_core.fileio.atomic_path`, so neither leaves partial output.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import yaml
 from torch import nn
 
 from ml_core.errors import FommError
-from ml_core.fileio import atomic_path, sha256_file
+from ml_core.fileio import atomic_path, check_output, sha256_file
 from ml_core.modules import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -454,7 +454,12 @@ def save_safetensors(states: dict[str, dict[str, torch.Tensor]], cfg: dict, path
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, config: str | os.PathLike | dict | None = None,
             keep_discriminator: bool = True) -> tuple[Path, str]:
-    """Convert an authors' checkpoint to the project's safetensors format; returns (path, config name)."""
+    """Convert an authors' checkpoint to the project's safetensors format; returns (path, config name).
+
+    ``dst`` equal to ``src`` is refused (rewriting a checkpoint in place changes its hash, which every
+    clip extracted with it records), as is a ``dst`` that cannot be written; both before any reading.
+    """
+    check_output(dst, inputs=[src])
     ckpt = read_checkpoint(src)
     if config is not None:
         cfg, name = load_config(config), (None if isinstance(config, dict) else str(config))

@@ -349,3 +349,23 @@ def test_bad_config_files(tmp_path):
 def test_unknown_device():
     with pytest.raises(FommError, match="device"):
         build_model("vox-256", device="tpu")
+
+
+def test_convert_never_deletes_a_folder_nor_rewrites_its_input(tmp_path):
+    """Issue 16: `convert CKPT m.safetensors` where m.safetensors is a folder kept the exit 0 and lost the folder;
+    `convert X X` rewrote X in place (a new hash that every clip made with it no longer matches)."""
+    folder = tmp_path / "m.safetensors"
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    _assert_one_line_error(_cli("convert", str(TINY_CKPT), str(folder)), "is an existing folder")
+    assert (folder / "keep").read_text() == "mine"
+    model = tmp_path / "a.safetensors"
+    assert _cli("convert", str(TINY_CKPT), str(model), "--config", str(TINY_YAML)).returncode == 0
+    before = model.read_bytes()
+    _assert_one_line_error(_cli("convert", str(model), str(model)), "would overwrite the input")
+    _assert_one_line_error(_cli("convert", str(model), str(tmp_path / "." / "a.safetensors")), "would overwrite")
+    assert model.read_bytes() == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _assert_one_line_error(_cli("convert", str(TINY_CKPT), str(afile / "x.safetensors")), "is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "afile", "m.safetensors"]

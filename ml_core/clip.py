@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ml_core.errors import FommError
-from ml_core.fileio import atomic_path
+from ml_core.fileio import write_npz
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MotionClip", "load_clip"]
 
@@ -211,9 +211,7 @@ class MotionClip:
             "video_size": np.array(self.video_size, dtype=np.int64),
             "meta": np.array(json.dumps(self._meta(), sort_keys=True)),
         }
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        return path
+        return write_npz(path, arrays)
 
 
 def load_clip(path: str | os.PathLike) -> MotionClip:

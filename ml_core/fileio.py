@@ -23,6 +23,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ml_core.errors import FommError
 
@@ -34,6 +35,8 @@ __all__ = [
     "partial_outputs",
     "remove_partial_outputs",
     "sha256_file",
+    "write_failed",
+    "write_npz",
 ]
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
@@ -225,6 +228,21 @@ def _commit(tmp: Path, path: Path, replace_folder: Callable[[Path], bool] | None
             os.replace(tmp, path)
     except OSError as exc:
         raise write_failed(path, exc) from None
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
+    """Write ``arrays`` as an ``.npz`` through :func:`atomic_path`, built in memory first: a write that
+    fails (full disk) then fails in one place, with nothing half-written and no zip left to close."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buf.getbuffer())
+    return path
 
 
 def _umask() -> int:

@@ -195,8 +195,8 @@ def _open_container(path: Path) -> Any:
 
 def _video_stream(container: Any, path: Path) -> Any:
     if not container.streams.video:
-        what = "only audio" if container.streams.audio else "no video stream"
-        raise FommError(f"{path.name} holds {what}: give a video file (the performance must be filmed)")
+        what = "only audio (no video stream)" if container.streams.audio else "no video stream"
+        raise FommError(f"{path.name} holds {what}: give a video file of the performance")
     stream = container.streams.video[0]
     cc = stream.codec_context
     _check_frame_size(int(cc.width or 0) or 1, int(cc.height or 0) or 1, f"the video {path.name}")

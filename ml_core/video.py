@@ -213,7 +213,7 @@ def _rate(value: Any) -> float | None:
 
 
 def _upright(frame: np.ndarray, rotation: int) -> np.ndarray:
-    """A decoded frame as displayed: ``rotation`` is the display matrix's counter-clockwise angle."""
+    """A decoded frame as displayed: ``rotation`` as PyAV reads it (matches FFmpeg's own autorotation)."""
     turns = round(rotation / 90.0) % 4
     return np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
 
@@ -288,7 +288,7 @@ class VideoReader:
         self.notes: list[str] = []
         if round(self.rotation / 90.0) % 4:
             self.notes.append(
-                f"{self.path.name} is recorded rotated ({-self.rotation % 360} degrees clockwise): "
+                f"{self.path.name} carries a {self.rotation % 360}-degree display rotation (phone footage): "
                 f"frames are turned upright ({self.width}x{self.height})"
             )
 

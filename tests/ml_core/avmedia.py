@@ -20,7 +20,8 @@ def write_av_video(
 ) -> os.PathLike | str:
     """Write RGB uint8 frames (even sizes) as mpeg4 .mp4: presentation times in ms, optional display rotation.
 
-    ``rotation`` is the display matrix's counter-clockwise angle (a phone's "rotate=90" tag reads as -90).
+    ``rotation``: the display rotation as PyAV reads it back, the same number as the ``rotate`` tag
+    ``ffmpeg -metadata:s:v:0 rotate=N`` writes (checked: frames then decode as ffmpeg's autorotation shows them).
     """
     tb = Fraction(1, 1000)
     h, w = frames[0].shape[:2]

@@ -110,8 +110,8 @@ def test_disk_errors_while_writing_are_one_line(tmp_path):
 
     target = tmp_path / "c.npz"
     target.write_bytes(b"good")
-    with pytest.raises(FommError, match=r"cannot write .*c\.npz: the disk is full; nothing was written"):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"ha")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    full = r"cannot write .*c\.npz: the disk is full; nothing was written"
+    with pytest.raises(FommError, match=full), atomic_path(target) as tmp:
+        tmp.write_bytes(b"ha")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_bytes() == b"good" and sorted(tmp_path.iterdir()) == [target]

@@ -271,7 +271,7 @@ def test_phone_rotation_is_applied(tmp_path, rotation, corner):
         "bottom-right": frames[0][-h // 4 :, -w // 4 :],
     }
     assert quads[corner].mean() > 200, "the white marker moved where the rotation puts it"
-    assert any("rotated" in n for n in r.notes)
+    assert any(f"{rotation % 360}-degree display rotation" in n for n in r.notes)
 
 
 def test_variable_frame_rate_keeps_presentation_times(tmp_path):

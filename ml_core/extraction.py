@@ -493,33 +493,52 @@ def _pick_reference(
 ) -> int:
     """The automatic neutral frame: the most typical one that is not blank and shows the face.
 
-    Frames are ranked by :func:`rank_reference_frames`; blank frames (a uniform crop) are never chosen;
-    the best ``REFERENCE_CANDIDATES`` are looked at again (seeking) and the first with a face inside the
-    crop wins. Where none of them shows a face (a face the detector cannot see), the best non-blank frame
-    is used and a note says so.
+    Frames are ranked by :func:`rank_reference_frames`; blank frames (a uniform crop) are never chosen.
+    The best ``REFERENCE_CANDIDATES`` are looked at again (seeking) and the first with a face inside the
+    crop wins; if none shows one (the head left the picture for most of the take), up to
+    ``4 * REFERENCE_CANDIDATES`` more frames spread over the rest of the ranking are looked at. Where no
+    face is seen at all (a face the detector cannot see), the best non-blank frame is used.
     """
     order = [int(i) for i in rank_reference_frames(vals) if not blank[i]]
     if not order:
         notes.append("every frame is blank (a uniform picture): the reference frame is the first one")
         return 0
-    candidates = order[:REFERENCE_CANDIDATES]
-    if len(vals) == 1:
-        return candidates[0]
+    if len(order) == 1:
+        return order[0]
+    rest = order[REFERENCE_CANDIDATES:]
+    spread = [rest[int(k)] for k in np.unique(np.linspace(0, len(rest) - 1, min(len(rest), 4 * REFERENCE_CANDIDATES))
+                                              .round().astype(int))] if rest else []
     try:
         detector = detector or FaceDetector()
-        by_index = {int(frame_indices[c]): c for c in candidates}
-        seen = dict(sample_frames(video, sorted(by_index), times={int(frame_indices[c]): float(times[c])
-                                                                   for c in candidates}))
     except FommError:
-        return candidates[0]
-    for c in candidates:
+        return order[0]
+    for group in (order[:REFERENCE_CANDIDATES], spread):
+        found = _first_with_face(video, group, frame_indices, times, box, detector)
+        if found is not None:
+            if found != order[0]:
+                notes.append(f"reference frame: video frame {int(frame_indices[order[0]])} was more typical "
+                             f"but shows no face; frame {int(frame_indices[found])} is used")
+            return found
+    return order[0]
+
+
+def _first_with_face(
+    video: str | os.PathLike, group: list[int], frame_indices: np.ndarray, times: np.ndarray, box: CropBox,
+    detector: Any,
+) -> int | None:
+    """The first of ``group`` (sample indices, best first) whose frame shows a face inside ``box``."""
+    if not group:
+        return None
+    wanted = {int(frame_indices[c]): float(times[c]) for c in group}
+    try:
+        seen = dict(sample_frames(video, sorted(wanted), times=wanted))
+    except FommError:
+        return None
+    for c in group:
         frame = seen.get(int(frame_indices[c]))
         if frame is not None and _has_face(frame, box, detector):
-            if c != candidates[0]:
-                notes.append(f"reference frame: video frame {int(frame_indices[candidates[0]])} was more typical "
-                             f"but shows no face; frame {int(frame_indices[c])} is used")
             return c
-    return candidates[0]
+    return None
 
 
 def _choose_given_reference(reference_frame: int, frame_indices: np.ndarray) -> int:

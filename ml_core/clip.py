@@ -292,15 +292,16 @@ def _read_member(zf: zipfile.ZipFile, key: str, bad: Any) -> np.ndarray:
             major, _minor = np.lib.format.read_magic(f)
             header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, _fortran, dtype = header(f)
-        except ValueError as exc:
-            raise bad(f"{key} is not a NumPy array ({exc})") from None
+        except (ValueError, TypeError, OverflowError, MemoryError, SyntaxError) as exc:
+            raise bad(f"{key} is not a NumPy array ({' '.join(str(exc).split())[:200]})") from None
     if dtype.hasobject:
         raise bad("it holds Python objects (pickles), which are refused")
     if dtype.kind not in (_KINDS + "U" if key == "meta" else _KINDS):
         raise bad(f"{key} has an unsupported data type {dtype}")
     count = int(np.prod(shape, dtype=object)) if shape else 1
     limit = MAX_META_CHARS * 4 if key == "meta" else MAX_MEMBER_BYTES
-    if count * dtype.itemsize > limit or count * dtype.itemsize > info.file_size:
+    size = count * dtype.itemsize  # itemsize wraps negative for a forged <U2000000000
+    if dtype.itemsize <= 0 or size > limit or size > info.file_size:
         raise bad(f"{key} declares shape {list(shape)} of {dtype}: larger than a clip holds or than the file")
     with zf.open(info) as f:
         return np.lib.format.read_array(f, allow_pickle=False)

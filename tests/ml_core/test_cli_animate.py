@@ -191,3 +191,34 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_like_ctrl_c_and_stale_partials_cleared(media, tmp_path):
+    """SIGTERM (a farm scheduler) used to exit 143 leaving .partial.mp4 files and a .partial/ folder of PNGs;
+    what a SIGKILLed run left was never cleaned. Now: exit 130, one line, and nothing left, stale ones included."""
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+    (tmp_path / f".x.{dead}-0123abcd.partial.mp4").write_bytes(b"killed run")
+    (tmp_path / f".seq.{dead}-0123abcd.partial").mkdir()
+    (tmp_path / f".seq.{dead}-0123abcd.partial" / "preview_0001.png").write_bytes(b"png")
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import ml_core.animation as an
+        from ml_core.cli import main
+        real, calls = an._to_uint8, []
+        def to_uint8(frames):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(frames)
+        an._to_uint8 = to_uint8
+        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
+                       "-o", {str(tmp_path / 'x.mp4')!r}, "-o", {str(tmp_path / 'seq')!r},
+                       "--batch", "2", *{model_args(media)!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["terminated: nothing was written"]
+    assert list(tmp_path.iterdir()) == []

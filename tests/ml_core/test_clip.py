@@ -277,3 +277,14 @@ def test_version_1_clips_are_still_read(tmp_path):
     assert np.allclose(clip.times, (np.arange(6) * 2 + 10) / 29.97)
     vfr = make_clip(sample_times=[0.0, 0.1, 0.15, 1.0, 1.2, 6.0])
     assert np.array_equal(load_clip(vfr.save(tmp_path / "vfr.npz")).times, [0.0, 0.1, 0.15, 1.0, 1.2, 6.0])
+
+
+def test_info_describes_a_clip(tmp_path, capsys):
+    """docs/troubleshooting.md recommends `ml_core info CLIP.npz`; it used to fail inside torch."""
+    from ml_core.cli import main
+
+    path = make_clip(sample_times=[0.0, 0.1, 0.15, 1.0, 1.2, 6.0]).save(tmp_path / "c.npz")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"motion clip: {path}" in out and "6 (video frames 10-20), 6.000 s" in out
+    assert "config hash abc123, checkpoint hash def456" in out

@@ -541,6 +541,18 @@ def _first_with_face(
     return None
 
 
+def _smoothed(
+    vals: np.ndarray, jacs: np.ndarray, times: np.ndarray, smoothing: Any, has_jac: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """One Euro smoothing over the samples' presentation times (None: raw); returns the record too."""
+    if smoothing is None or len(vals) < 2:
+        return vals, jacs, None
+    vparams, jparams = smoothing
+    sv, sj = smooth_motion(vals, jacs, times=times, params=vparams, jacobian_params=jparams)
+    record = {**describe(vparams), "jacobians": describe(jparams)}
+    return sv.astype(np.float32), (sj.astype(np.float32) if has_jac else jacs), record
+
+
 def _choose_given_reference(reference_frame: int, frame_indices: np.ndarray) -> int:
     hit = np.flatnonzero(frame_indices == int(reference_frame))
     if len(hit) == 0:
@@ -606,15 +618,7 @@ def extract(
 
     frame_indices, vals, jacs = traj.arrays()
     has_jac = bool(bundle.estimate_jacobian)
-    smoothing_record = None
-    if smoothing is not None and len(vals) > 1:
-        vparams, jparams = smoothing
-        sv, sj = smooth_motion(vals, jacs, times=times, params=vparams, jacobian_params=jparams)
-        vals = sv.astype(np.float32)
-        if has_jac:
-            jacs = sj.astype(np.float32)
-        smoothing_record = {**describe(vparams), "jacobians": describe(jparams)}
-
+    vals, jacs, smoothing_record = _smoothed(vals, jacs, times, smoothing, has_jac)
     if reference_frame == "auto":
         ref = _pick_reference(video, vals, frame_indices, times, blank, box, notes)
     else:

@@ -178,7 +178,10 @@ def _open_container(path: Path) -> Any:
     except UnicodeDecodeError:
         source = open(path, "rb")  # noqa: SIM115 - closed with the container
     try:
-        return av.open(source, "r", metadata_errors="ignore")
+        try:
+            return av.open(source, "r", metadata_errors="ignore")  # PyAV < 19: tags not in UTF-8 are skipped
+        except TypeError:  # PyAV 19 dropped the option (and no longer fails on such tags)
+            return av.open(source, "r")
     except (av.FFmpegError, OSError, ValueError, UnicodeError):
         if not isinstance(source, str):
             source.close()

@@ -288,3 +288,13 @@ def test_info_describes_a_clip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"motion clip: {path}" in out and "6 (video frames 10-20), 6.000 s" in out
     assert "config hash abc123, checkpoint hash def456" in out
+
+
+def test_save_never_deletes_a_folder(tmp_path):
+    """Issue 16, item 1: MotionClip.save (used by extract and the worker's jobs) onto an existing folder."""
+    folder = tmp_path / "c.npz"
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    with pytest.raises(FommError, match="is an existing folder: give a new file name"):
+        make_clip().save(folder)
+    assert (folder / "keep").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]

@@ -89,7 +89,7 @@ RANGES: tuple[PythonRange, ...] = (
         last="5.0",
         numpy="numpy>=1.26,<2",
         full=(TORCH, "opencv-python-headless==4.11.0.86", "scipy>=1.13,<1.16", "safetensors>=0.4", "tqdm>=4.66",
-              "pyyaml>=6.0"),
+              "pyyaml>=6.0", "av>=14"),
         lean=("scipy>=1.13,<1.16",),
     ),
     PythonRange(
@@ -100,7 +100,7 @@ RANGES: tuple[PythonRange, ...] = (
         numpy="numpy>=2",
         # OpenCV 5 dropped CascadeClassifier and the Haar cascades the automatic face box uses: stay on 4.x.
         full=(TORCH, "opencv-python-headless>=4.12,<5", "scipy>=1.14.1", "safetensors>=0.4", "tqdm>=4.66",
-              "pyyaml>=6.0"),
+              "pyyaml>=6.0", "av>=14"),
         lean=("scipy>=1.14.1",),
     ),
 )

@@ -30,6 +30,7 @@ from ml_core.retarget import (
     rotation_angle,
 )
 
+from . import persist
 from .anim import Curve, WriteReport, write_action
 
 CONTROL_KIND = "control_bones"
@@ -227,6 +228,7 @@ def bake_head_bone(
     and scales like the performer's. Curves follow the pose bone's rotation mode."""
     if arm_obj is None or arm_obj.type != "ARMATURE":
         raise FommError("pick an armature object to drive its head bone")
+    persist.check_bake_persists(arm_obj)
     pb = arm_obj.pose.bones.get(bone)
     if pb is None:
         raise FommError(f"armature '{arm_obj.name}' has no bone {bone!r}: pick its head bone")

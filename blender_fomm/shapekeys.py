@@ -16,6 +16,7 @@ import numpy as np
 from ml_core.errors import FommError
 from ml_core.retarget import resample
 
+from . import persist
 from .anim import Curve, WriteReport, write_action
 
 KIND = "shape_keys"
@@ -56,7 +57,10 @@ def target_key(obj: bpy.types.Object | None, names: Sequence[str] | None = None)
         missing = [n for n in names if n not in available]
         if missing:
             raise FommError(f"'{obj.name}' has no shape key {missing[0]!r}: refresh the key list")
-    return obj.data.shape_keys
+    key = obj.data.shape_keys
+    persist.check_key_persists(obj, key)  # a linked mesh or Key would lose the bake on reload
+    persist.check_keys_take_effect(obj, key, () if names is None else names)
+    return key
 
 
 def clip_to_frames(

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from ml_core.errors import FommError
+from ml_core.fileio import partial_outputs, remove_partial_outputs  # noqa: F401 - the one partial-file rule
 
 ENV_PYTHON = "FOMM_WORKER_PYTHON"
 
@@ -61,23 +60,6 @@ def worker_env(is_own: bool, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def partial_outputs(path: str | os.PathLike) -> list[Path]:
-    """Leftovers of :func:`ml_core.fileio.atomic_path` for ``path`` (``.<stem>.*.partial*`` beside it)."""
-    p = Path(path)
-    parent = p.parent
-    if not parent.is_dir():
-        return []
-    return sorted(parent.glob(f".{p.stem}.*.partial*"))
-
-
-def remove_partial_outputs(paths: Iterable[str | os.PathLike]) -> None:
-    for path in paths:
-        for leftover in partial_outputs(path):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
 
 
 class WorkerJob:

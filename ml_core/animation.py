@@ -63,6 +63,7 @@ MODES = ("relative", "absolute")
 DTYPES = ("fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi")
 PNG_PREFIX = "preview_"
+MAX_BATCH = 512  # frames rendered at once (memory grows with it; more gains no speed)
 _PNG_RE = re.compile(rf"^{PNG_PREFIX}\d+\.png$")
 
 
@@ -156,6 +157,40 @@ def check_compatible(clip: MotionClip, bundle: Any, strict: bool = False) -> lis
     return notes
 
 
+def constant_rate(clip: MotionClip) -> tuple[MotionClip, np.ndarray | None]:
+    """A variable-frame-rate clip resampled to its mean rate, one sample per output frame, each at its time.
+
+    Returns ``(clip, shown)``: ``shown`` [M] is the video frame on screen at each output frame (for the review
+    panel), or None with the clip unchanged when its samples are evenly spaced (within a quarter gap).
+    """
+    t = clip.times
+    if clip.num_frames < 3:
+        return clip, None
+    gaps = np.diff(t)
+    if gaps.max() - gaps.min() <= 0.25 * float(np.median(gaps)) + 1e-4:
+        return clip, None
+    from ml_core.retarget import resample
+
+    rate = (len(t) - 1) / float(t[-1] - t[0])
+    k = clip.num_kp
+    packed = np.concatenate([clip.values.reshape(len(t), -1), clip.jacobians.reshape(len(t), -1)], axis=1)
+    frames, vals = resample(t - t[0], packed, rate, 0)
+    m = len(frames)
+    uniform = t[0] + np.arange(m) / rate
+    shown = clip.frame_indices[np.clip(np.searchsorted(t, uniform + 1e-9, side="right") - 1, 0, len(t) - 1)]
+    identity = np.broadcast_to(np.eye(2, dtype=np.float32), (m, k, 2, 2))
+    out = copy.copy(clip)
+    out.values = vals[:, : 2 * k].reshape(m, k, 2).astype(np.float32)
+    out.jacobians = vals[:, 2 * k :].reshape(m, k, 2, 2).astype(np.float32) if clip.has_jacobians else identity.copy()
+    out.frame_indices = np.arange(m, dtype=np.int64)
+    out.sample_times = uniform
+    out.fps = rate
+    out.reference_frame = int(min(m - 1, round((t[clip.reference_frame] - t[0]) * rate)))
+    out.notes = (*clip.notes, f"variable frame rate: resampled to {rate:.3f} fps, each sample at its own time")
+    out.validate()
+    return out, shown
+
+
 def output_fps(clip: MotionClip) -> float:
     """Playback rate that keeps the clip's real timing: the video's rate over the (median) frame step."""
     if clip.num_frames < 2:
@@ -239,6 +274,9 @@ def _check_options(mode: str, dtype: str, batch_size: Any) -> None:
         raise FommError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise FommError(f"batch size must be a whole number of 1 or more, got {batch_size!r}")
+    if batch_size > MAX_BATCH:
+        raise FommError(f"batch size {batch_size} is more than {MAX_BATCH} frames: the generator would need "
+                        "tens of gigabytes; give a smaller --batch")
 
 
 def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: str = "relative",
@@ -377,11 +415,16 @@ def _plan_outputs(output: Any, review: Any) -> list[_Target]:
     return targets
 
 
+def _own_frames(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but an earlier preview's frames (so replacing it loses nothing)."""
+    return all(_PNG_RE.match(p.name) and p.is_file() for p in folder.iterdir())
+
+
 class _PngSequence:
     """Writes numbered PNG frames into a folder that appears whole on success (atomic)."""
 
     def __init__(self, stack: contextlib.ExitStack, path: Path, digits: int) -> None:
-        self.dir = stack.enter_context(atomic_path(path, suffix=""))
+        self.dir = stack.enter_context(atomic_path(path, suffix="", replace_folder=_own_frames))
         self.dir.mkdir()
         self.digits = digits
         self.count = 0
@@ -405,11 +448,14 @@ class _DrivingPanel:
     Falls back to the keypoints on grey when the driving video is not available or does not match the clip.
     """
 
-    def __init__(self, clip: MotionClip, video: str | None, size: int, log: Callable[[str], None]) -> None:
+    def __init__(self, clip: MotionClip, video: str | None, size: int, log: Callable[[str], None],
+                 shown: np.ndarray | None = None) -> None:
         self.clip, self.size = clip, size
         self.frames: Iterator[tuple[int, np.ndarray]] | None = None
         self.reader: VideoReader | None = None
-        fi = clip.frame_indices
+        self.shown = clip.frame_indices if shown is None else shown  # the video frame behind each output frame
+        self._last: tuple[int, np.ndarray] | None = None
+        fi = np.unique(self.shown)
         if video and Path(video).is_file():
             try:
                 step = int(np.gcd.reduce(np.diff(fi))) if len(fi) > 1 else 1
@@ -433,8 +479,10 @@ class _DrivingPanel:
         import cv2
 
         panel = None
-        want = int(self.clip.frame_indices[t])
-        while self.frames is not None:
+        want = int(self.shown[t])
+        if self._last is not None and self._last[0] == want:  # a frame shown twice (a resampled clip)
+            panel = self._last[1].copy()
+        while panel is None and self.frames is not None:
             try:
                 index, frame = next(self.frames)
             except StopIteration:
@@ -442,6 +490,7 @@ class _DrivingPanel:
                 break
             if index == want:
                 panel = crop_square(frame, self.clip.crop_box, self.size)
+                self._last = (want, panel.copy())
                 break
             if index > want:  # cannot happen with a consistent clip; never wait on a frame that is gone
                 self.close()
@@ -510,6 +559,7 @@ def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionC
     size = int(bundle.image_size)
     framed = frame_source(image, size, crop, say)
     clip, video = _resolve_clip(clip_or_video, bundle, extract_options, cancel)
+    clip, shown = constant_rate(clip)  # a phone's variable rate: each sample at its own time
     for note in check_compatible(clip, bundle, strict):
         say(note)
     rate = float(fps) if fps is not None else output_fps(clip)
@@ -531,7 +581,7 @@ def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionC
                     sinks.append(writer)
                 else:
                     review_writer = writer
-                    panel = _DrivingPanel(clip, video, size, say)
+                    panel = _DrivingPanel(clip, video, size, say, shown)
                     stack.callback(panel.close)
         if progress is not None:
             progress(0, total)

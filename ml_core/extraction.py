@@ -40,13 +40,24 @@ from ml_core.framing import (
 from ml_core.geometry import fit_similarity_batch
 from ml_core.video import VideoReader, sample_frames
 
-__all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "fast_detector", "find_face_box"]
+__all__ = [
+    "Cancelled",
+    "choose_reference_frame",
+    "detect",
+    "extract",
+    "fast_detector",
+    "find_face_box",
+    "rank_reference_frames",
+]
 
 Progress = Callable[[int, int | None], None]
 DTYPES = ("fp32", "bf16")
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
 SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
+MAX_BATCH = 4096  # frames per batch: more only costs memory (a 256-pixel batch of 4096 is 800 MB)
+BLANK_STD = 2.0  # a crop whose pixels vary less than this (0-255) shows nothing: never the reference frame
+REFERENCE_CANDIDATES = 8  # most typical frames checked for a face when choosing the reference frame
 
 
 # -------------------------------------------------------------------------------------------- inference
@@ -198,7 +209,12 @@ def detect(
 
 # ------------------------------------------------------------------------------------- reference frame
 def choose_reference_frame(values: np.ndarray) -> int:
-    """Index of the most typical (neutral) frame of ``values`` [T,K,2].
+    """Index of the most typical (neutral) frame of ``values`` [T,K,2] (see :func:`rank_reference_frames`)."""
+    return int(rank_reference_frames(values)[0])
+
+
+def rank_reference_frames(values: np.ndarray) -> np.ndarray:
+    """Indices of the frames of ``values`` [T,K,2], most typical (neutral) first.
 
     Every frame is aligned to the per-keypoint median shape by a similarity (rotation, scale,
     translation; :func:`ml_core.geometry.fit_similarity_batch`), the median is recomputed from the
@@ -209,7 +225,7 @@ def choose_reference_frame(values: np.ndarray) -> int:
     if v.ndim != 3 or v.shape[-1] != 2 or len(v) == 0:
         raise FommError(f"keypoints must be [T,K,2] with T >= 1, got {list(v.shape)}")
     if len(v) == 1:
-        return 0
+        return np.zeros(1, np.int64)
     target = np.median(v, axis=0)
     aligned = v
     if v.shape[1] >= 3:
@@ -218,7 +234,7 @@ def choose_reference_frame(values: np.ndarray) -> int:
             aligned = scale[:, None, None] * np.einsum("tij,tkj->tki", rot, v) + trans[:, None, :]
             target = np.median(aligned, axis=0)
     dist = np.sqrt(((aligned - target) ** 2).sum(axis=-1)).mean(axis=-1)
-    return int(np.argmin(dist))
+    return np.argsort(dist, kind="stable")
 
 
 # -------------------------------------------------------------------------------------------- framing
@@ -412,6 +428,141 @@ class _Trajectories:
         return self.indices[:n].copy(), self.values[:n].copy(), self.jacobians[:n].copy()
 
 
+def _check_options(
+    dtype: str, batch_size: Any, crop: Any, smooth: dict[str, Any] | None, reference_frame: Any,
+    start: int | None, end: int | None, step: int,
+) -> Any:
+    """Refuse bad options before the video is opened; returns the parsed smoothing parameters."""
+    _check_dtype(dtype)
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+        raise FommError(f"batch size must be a whole number from 1 to {MAX_BATCH}, got {batch_size!r}")
+    _check_crop(crop)
+    smoothing = smoothing_params(smooth)
+    if not (reference_frame == "auto" or (isinstance(reference_frame, int | np.integer) and reference_frame >= 0)):
+        raise FommError(f"reference frame must be 'auto' or a video frame number, got {reference_frame!r}")
+    if isinstance(reference_frame, int | np.integer):
+        s0 = start or 0
+        if reference_frame < s0 or (reference_frame - s0) % step or (end is not None and reference_frame >= end):
+            raise FommError(
+                f"reference frame {reference_frame} is not among the extracted frames "
+                f"(start {s0}, step {step}{'' if end is None else f', end {end}'})"
+            )
+    return smoothing
+
+
+def _detect_all(
+    reader: VideoReader, bundle: Any, box: CropBox, batch_size: int, dtype: str,
+    progress: Progress | None, cancel: Callable[[], bool] | None,
+) -> tuple[_Trajectories, np.ndarray]:
+    """Keypoints of every selected frame, and which frames were blank (a uniform crop: nothing to see)."""
+    if dtype == "bf16":
+        check_bf16(bundle.device)
+    detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
+    size = int(bundle.image_size)
+    total = reader.expected_count()
+    traj = _Trajectories(bundle.num_kp, (total or 0) + batch_size)
+    blank: list[np.ndarray] = []
+    if progress is not None:
+        progress(0, total)
+    stop = threading.Event()
+    with contextlib.closing(_batches(reader, box, size, batch_size, stop)) as batches:
+        for batch_indices, batch in batches:
+            if cancel is not None and cancel():
+                raise Cancelled("extraction cancelled")
+            blank.append(batch[:, ::4, ::4].reshape(len(batch), -1).std(axis=1) < BLANK_STD)
+            traj.add(batch_indices, *_infer(detector, device, batch, dtype))
+            if progress is not None:
+                done = traj.n
+                progress(done, total if total is not None and total >= done else None)
+    return traj, np.concatenate(blank) if blank else np.zeros(0, bool)
+
+
+def _has_face(frame: np.ndarray, box: CropBox, detector: Callable[[np.ndarray], Any]) -> bool:
+    found = detector(frame)
+    if found is None:
+        return False
+    fx, fy, fw, fh = found
+    cx, cy = fx + fw / 2.0, fy + fh / 2.0
+    x, y, side = box
+    return x <= cx <= x + side and y <= cy <= y + side
+
+
+def _pick_reference(
+    video: str | os.PathLike, vals: np.ndarray, frame_indices: np.ndarray, times: np.ndarray,
+    blank: np.ndarray, box: CropBox, notes: list[str], detector: Any = None,
+) -> int:
+    """The automatic neutral frame: the most typical one that is not blank and shows the face.
+
+    Frames are ranked by :func:`rank_reference_frames`; blank frames (a uniform crop) are never chosen.
+    The best ``REFERENCE_CANDIDATES`` are looked at again (seeking) and the first with a face inside the
+    crop wins; if none shows one (the head left the picture for most of the take), up to
+    ``4 * REFERENCE_CANDIDATES`` more frames spread over the rest of the ranking are looked at. Where no
+    face is seen at all (a face the detector cannot see), the best non-blank frame is used.
+    """
+    order = [int(i) for i in rank_reference_frames(vals) if not blank[i]]
+    if not order:
+        notes.append("every frame is blank (a uniform picture): the reference frame is the first one")
+        return 0
+    if len(order) == 1:
+        return order[0]
+    rest = order[REFERENCE_CANDIDATES:]
+    spread = [rest[int(k)] for k in np.unique(np.linspace(0, len(rest) - 1, min(len(rest), 4 * REFERENCE_CANDIDATES))
+                                              .round().astype(int))] if rest else []
+    try:
+        detector = detector or FaceDetector()
+    except FommError:
+        return order[0]
+    for group in (order[:REFERENCE_CANDIDATES], spread):
+        found = _first_with_face(video, group, frame_indices, times, box, detector)
+        if found is not None:
+            if found != order[0]:
+                notes.append(f"reference frame: video frame {int(frame_indices[order[0]])} was more typical "
+                             f"but shows no face; frame {int(frame_indices[found])} is used")
+            return found
+    return order[0]
+
+
+def _first_with_face(
+    video: str | os.PathLike, group: list[int], frame_indices: np.ndarray, times: np.ndarray, box: CropBox,
+    detector: Any,
+) -> int | None:
+    """The first of ``group`` (sample indices, best first) whose frame shows a face inside ``box``."""
+    if not group:
+        return None
+    wanted = {int(frame_indices[c]): float(times[c]) for c in group}
+    try:
+        seen = dict(sample_frames(video, sorted(wanted), times=wanted))
+    except FommError:
+        return None
+    for c in group:
+        frame = seen.get(int(frame_indices[c]))
+        if frame is not None and _has_face(frame, box, detector):
+            return c
+    return None
+
+
+def _smoothed(
+    vals: np.ndarray, jacs: np.ndarray, times: np.ndarray, smoothing: Any, has_jac: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """One Euro smoothing over the samples' presentation times (None: raw); returns the record too."""
+    if smoothing is None or len(vals) < 2:
+        return vals, jacs, None
+    vparams, jparams = smoothing
+    sv, sj = smooth_motion(vals, jacs, times=times, params=vparams, jacobian_params=jparams)
+    record = {**describe(vparams), "jacobians": describe(jparams)}
+    return sv.astype(np.float32), (sj.astype(np.float32) if has_jac else jacs), record
+
+
+def _choose_given_reference(reference_frame: int, frame_indices: np.ndarray) -> int:
+    hit = np.flatnonzero(frame_indices == int(reference_frame))
+    if len(hit) == 0:
+        raise FommError(
+            f"reference frame {reference_frame} did not decode (the video's last extracted frame is "
+            f"{int(frame_indices[-1])})"
+        )
+    return int(hit[0])
+
+
 def extract(
     video: str | os.PathLike,
     *,
@@ -438,27 +589,15 @@ def extract(
     ``load_model(checkpoint, config, device)``. ``crop``: ``"auto"`` (one steady box around the face,
     the full frame if there is none), ``"full"`` (the whole frame padded to a square) or ``(x, y, size)``
     pixels. ``start``/``end`` (exclusive)/``step`` select video frames. ``reference_frame``: ``"auto"``
-    (:func:`choose_reference_frame`) or a video frame number among those extracted. ``smooth``: None
+    (:func:`_pick_reference`) or a video frame number among those extracted. ``smooth``: None
     (raw) or a dict of One Euro parameters (:func:`ml_core.filters.smoothing_params`; ``{}`` = defaults).
     ``dtype``: ``"fp32"`` or ``"bf16"`` (autocast). ``progress(done, total)`` is called per batch
     (``total`` from the header, None if unknown); ``cancel()`` returning True stops with
     :class:`Cancelled`. ``log(line)`` receives stage messages and notes (e.g. a truncated file).
+    Each sample keeps the presentation time of its frame (``clip.times``), so a variable-frame-rate
+    video keeps its true timing; a rotated (phone) video is read upright.
     """
-    _check_dtype(dtype)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise FommError(f"batch size must be a whole number of 1 or more, got {batch_size!r}")
-    _check_crop(crop)
-    smoothing = smoothing_params(smooth)
-    if not (reference_frame == "auto" or (isinstance(reference_frame, int | np.integer) and reference_frame >= 0)):
-        raise FommError(f"reference frame must be 'auto' or a video frame number, got {reference_frame!r}")
-    if isinstance(reference_frame, int | np.integer):
-        s0 = start or 0
-        if reference_frame < s0 or (reference_frame - s0) % step or (end is not None and reference_frame >= end):
-            raise FommError(
-                f"reference frame {reference_frame} is not among the extracted frames "
-                f"(start {s0}, step {step}{'' if end is None else f', end {end}'})"
-            )
-
+    smoothing = _check_options(dtype, batch_size, crop, smooth, reference_frame, start, end, step)
     notes: list[str] = []
     with VideoReader(video, start=start, end=end, step=step, bgr=True) as reader:
         if model is None:
@@ -466,68 +605,36 @@ def extract(
 
             model = load_model(checkpoint, config, device)
         bundle = model
-        size = int(bundle.image_size)
         box, crop_mode = _resolve_crop(crop, video, reader, start, end, step, cancel, notes, log)
         if log is not None:
             for n in notes:
                 log(n)
-        if dtype == "bf16":
-            check_bf16(bundle.device)
-        detector, device = fast_detector(bundle.kp_detector), torch.device(bundle.device)
-
-        total = reader.expected_count()
-        traj = _Trajectories(bundle.num_kp, (total or 0) + batch_size)
-        if progress is not None:
-            progress(0, total)
-        stop = threading.Event()
-        with contextlib.closing(_batches(reader, box, size, batch_size, stop)) as batches:
-            for batch_indices, batch in batches:
-                if cancel is not None and cancel():
-                    raise Cancelled("extraction cancelled")
-                traj.add(batch_indices, *_infer(detector, device, batch, dtype))
-                if progress is not None:
-                    done = traj.n
-                    progress(done, total if total is not None and total >= done else None)
-        fps = reader.fps
+        traj, blank = _detect_all(reader, bundle, box, batch_size, dtype, progress, cancel)
+        fps, video_size, times = reader.fps, reader.size, np.asarray(reader.times[: traj.n], np.float64)
         for n in reader.notes:
             notes.append(n)
             if log is not None:
                 log(n)
-        video_size = reader.size
 
     frame_indices, vals, jacs = traj.arrays()
     has_jac = bool(bundle.estimate_jacobian)
-    smoothing_record = None
-    if smoothing is not None and len(vals) > 1:
-        vparams, jparams = smoothing
-        times = frame_indices / fps
-        sv, sj = smooth_motion(vals, jacs, times=times, params=vparams, jacobian_params=jparams)
-        vals = sv.astype(np.float32)
-        if has_jac:
-            jacs = sj.astype(np.float32)
-        smoothing_record = {**describe(vparams), "jacobians": describe(jparams)}
-
+    vals, jacs, smoothing_record = _smoothed(vals, jacs, times, smoothing, has_jac)
     if reference_frame == "auto":
-        ref = choose_reference_frame(vals)
+        ref = _pick_reference(video, vals, frame_indices, times, blank, box, notes)
     else:
-        hit = np.flatnonzero(frame_indices == int(reference_frame))
-        if len(hit) == 0:
-            raise FommError(
-                f"reference frame {reference_frame} did not decode (the video's last extracted frame is "
-                f"{int(frame_indices[-1])})"
-            )
-        ref = int(hit[0])
+        ref = _choose_given_reference(int(reference_frame), frame_indices)
 
     return MotionClip(
         values=vals,
         jacobians=jacs,
         fps=fps,
         frame_indices=frame_indices,
+        sample_times=times,
         reference_frame=ref,
         crop_box=tuple(box),
         video_size=video_size,
         num_kp=bundle.num_kp,
-        image_size=size,
+        image_size=int(bundle.image_size),
         config_hash=str(bundle.config_hash),
         checkpoint_hash=str(bundle.checkpoint_hash),
         has_jacobians=has_jac,

@@ -79,6 +79,11 @@ def user_box(box: Sequence[int] | str, width: int, height: int) -> CropBox:
             raise FommError(f"crop box size must be positive, got {b.size}")
     if b.x >= width or b.y >= height or b.x + b.size <= 0 or b.y + b.size <= 0:
         raise FommError(f"crop box {b} lies outside the {width}x{height} frame")
+    if b.size > 2 * max(width, height):  # bounds the padded crop allocated for every frame
+        raise FommError(
+            f"crop box size {b.size} is more than twice the {width}x{height} frame's longest side: "
+            f"give a size up to {2 * max(width, height)}"
+        )
     return b
 
 

@@ -18,6 +18,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 import os
 import pickle
 import zipfile
@@ -30,7 +31,7 @@ import yaml
 from torch import nn
 
 from ml_core.errors import FommError
-from ml_core.fileio import atomic_path, sha256_file
+from ml_core.fileio import atomic_path, check_output, sha256_file
 from ml_core.modules import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -62,14 +63,116 @@ def load_config(config: str | os.PathLike | dict) -> dict:
         if not path.exists():
             raise FommError(f"config not found: {config} (give a YAML/JSON file or one of: "
                             f"{', '.join(available_configs())})")
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise FommError(f"config {path} is {path.stat().st_size} bytes, more than a configuration needs "
+                            f"({MAX_CONFIG_BYTES}): give the YAML the model was trained with")
         try:
             text = path.read_text(encoding="utf-8")
-            cfg = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            cfg = json.loads(text) if path.suffix.lower() == ".json" else safe_yaml(text, str(path))
         except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
             raise FommError(f"config {path} is not readable YAML/JSON: {str(exc).splitlines()[0]}") from None
+        except RecursionError:
+            raise FommError(f"config {path} is nested too deeply to be a configuration") from None
         source = str(path)
     validate_config(cfg, source)
     return cfg
+
+
+MAX_CONFIG_BYTES = 1 << 20  # the authors' configs are ~2 KB
+MAX_YAML_NODES = 100_000  # values once aliases are expanded; the authors' configs have about 150
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document that expands to more than MAX_YAML_NODES values.
+
+    Aliases (``*name``) repeat a node without copying it, so a 2 KB "billion laughs" file composes quickly
+    and only explodes later when the configuration is copied or hashed; the expanded size is counted on
+    the composed graph (each node once, aliases multiplying), before anything is built from it.
+    """
+
+    def construct_document(self, node: Any) -> Any:
+        sizes: dict[int, int] = {}
+
+        def size(n: Any, depth: int = 0) -> int:
+            key = id(n)
+            if key in sizes:
+                if sizes[key] < 0:
+                    raise FommError(f"{self.name} refers to itself through an alias: not a configuration")
+                return sizes[key]
+            if depth > 200:
+                raise FommError(f"{self.name} is nested too deeply to be a configuration")
+            sizes[key] = -1
+            total = 1
+            if isinstance(n, yaml.SequenceNode):
+                total += sum(size(c, depth + 1) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
+            sizes[key] = total
+            if total > MAX_YAML_NODES:
+                raise FommError(f"{self.name} expands to more than {MAX_YAML_NODES} values through its YAML "
+                                "aliases (*name): refused (an exponential 'billion laughs' file?)")
+            return total
+
+        size(node)
+        return super().construct_document(node)
+
+
+def safe_yaml(text: str, name: str = "config") -> Any:
+    """``yaml.safe_load`` with a bound on the expanded size (see :class:`_BoundedLoader`)."""
+    loader = _BoundedLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+# Bounds on the numbers a configuration gives the network builders (far above any published model: vox-256 uses
+# block_expansion 32-64, max_features 512-1024, 10 keypoints, 256 pixels).
+_INT_LIMITS = {"num_kp": 256, "num_channels": 4, "block_expansion": 1024, "max_features": 8192, "num_blocks": 16,
+               "num_down_blocks": 8, "num_bottleneck_blocks": 64, "pad": 16}
+MAX_IMAGE_SIZE = 2048
+
+
+def _check_params(node: Any, where: str, source: str) -> None:
+    """Every number in ``model_params`` finite and of the right kind; the sizes within :data:`_INT_LIMITS`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}"
+            limit = _INT_LIMITS.get(str(key))
+            if limit is not None and not isinstance(value, dict):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise FommError(f"{source}: {here} must be a whole number, got {value!r}")
+                if not 1 <= value <= limit:
+                    raise FommError(f"{source}: {here} must be from 1 to {limit}, got {value}")
+            else:
+                _check_params(value, here, source)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_params(value, f"{where}[{i}]", source)
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise FommError(f"{source}: {where} must be a finite number, got {node!r}")
+    elif node is not None and not isinstance(node, bool | int | float | str):
+        raise FommError(f"{source}: {where} has an unsupported value of type {type(node).__name__}")
+
+
+def _check_frame_shape(cfg: dict, source: str) -> None:
+    ds = cfg.get("dataset_params")
+    if ds is None:
+        return
+    if not isinstance(ds, dict):
+        raise FommError(f"{source}: dataset_params must be a mapping")
+    for key in ("frame_shape", "image_shape"):
+        shape = ds.get(key)
+        if shape is None:
+            continue
+        ok = isinstance(shape, list | tuple) and len(shape) in (2, 3) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        if not ok:
+            raise FommError(f"{source}: dataset_params.{key} must be [height, width, channels], got {shape!r}")
+        if not 16 <= shape[0] <= MAX_IMAGE_SIZE or shape[0] != shape[1]:
+            raise FommError(f"{source}: dataset_params.{key} must be a square from 16 to {MAX_IMAGE_SIZE} pixels, "
+                            f"got {list(shape)}")
 
 
 def validate_config(cfg: Any, source: str = "config") -> None:
@@ -82,6 +185,8 @@ def validate_config(cfg: Any, source: str = "config") -> None:
             raise FommError(f"{source} lacks model_params.{key}")
     if "num_kp" not in mp["common_params"]:
         raise FommError(f"{source} lacks model_params.common_params.num_kp")
+    _check_params(mp, "model_params", source)
+    _check_frame_shape(cfg, source)
 
 
 def image_size_of(cfg: dict) -> int:
@@ -220,6 +325,54 @@ def _is_safetensors(path: Path) -> bool:
     return 1 < n < (1 << 27) and head[8:9] == b"{"
 
 
+MAX_SAFETENSORS_HEADER = 1 << 27  # the header is JSON naming the tensors: kilobytes for any FOMM model
+MAX_CHECKPOINT_BYTES = 8 << 30  # uncompressed: the largest released FOMM checkpoint is about 0.7 GB
+MAX_INFLATION = 20  # torch.save stores tensors uncompressed; a member inflating more than this is a zip bomb
+
+
+def _check_containers(path: Path) -> None:
+    """Refuse, from their headers, a safetensors header or a zip member larger than any real checkpoint holds."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if n >= MAX_SAFETENSORS_HEADER or n > size - 8:
+            raise FommError(f"checkpoint {path} is a damaged safetensors file: its header declares {n} bytes "
+                            f"(the file has {size}): re-convert or re-download it")
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch's own reader words the damage
+    total = sum(i.file_size for i in infos)
+    bomb = [i for i in infos if i.file_size > (1 << 20) and i.file_size > MAX_INFLATION * max(i.compress_size, 1)]
+    if total > MAX_CHECKPOINT_BYTES or bomb:
+        what = f"a member ({bomb[0].filename}) inflating {bomb[0].compress_size} bytes to {bomb[0].file_size}" \
+            if bomb else f"{total} bytes of members"
+        raise FommError(f"refused to load {path}: it declares {what}, which no model checkpoint holds "
+                        "(a zip bomb?)")
+
+
+def _check_weights(states: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
+    """Floating-point, finite weights (integer counters allowed): what a trained network holds."""
+    for module, state in states.items():
+        for key, t in state.items():
+            if key.endswith("num_batches_tracked"):
+                if t.is_floating_point() or t.is_complex() or t.numel() != 1:
+                    raise FommError(f"checkpoint {path}: {module}.{key} must be one whole number, got {t.dtype} "
+                                    f"{shape_str(tuple(t.shape))}")
+                continue
+            if not t.is_floating_point():
+                raise FommError(f"checkpoint {path}: {module}.{key} holds {str(t.dtype).replace('torch.', '')} "
+                                "values, not floating-point weights: the file is damaged or not this kind of model")
+            if not bool(torch.isfinite(t).all()):
+                raise FommError(f"checkpoint {path}: {module}.{key} holds NaN or infinite weights (a damaged file, "
+                                "or a training run that diverged): use another checkpoint")
+
+
 def _read_safetensors(path: Path) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
@@ -237,8 +390,10 @@ def _read_safetensors(path: Path) -> Checkpoint:
     cfg = None
     if "config" in meta:
         try:
+            if len(meta["config"]) > MAX_CONFIG_BYTES:
+                raise ValueError("too long")
             cfg = json.loads(meta["config"])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise FommError(f"checkpoint {path} has a damaged embedded configuration: re-convert it") from None
     return Checkpoint(states, cfg, path, "safetensors")
 
@@ -328,7 +483,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise FommError(f"checkpoint path is a folder, not a file: {path}")
     if path.stat().st_size == 0:
         raise FommError(f"checkpoint {path} is empty (0 bytes): download it again")
+    _check_containers(path)
     ckpt = _read_safetensors(path) if _is_safetensors(path) else _read_torch(path)
+    _check_weights(ckpt.states, path)
     if ckpt.config is None:
         for side in (path.with_suffix(".yaml"), path.with_suffix(".json")):
             if side.exists() and side != path:
@@ -454,7 +611,12 @@ def save_safetensors(states: dict[str, dict[str, torch.Tensor]], cfg: dict, path
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, config: str | os.PathLike | dict | None = None,
             keep_discriminator: bool = True) -> tuple[Path, str]:
-    """Convert an authors' checkpoint to the project's safetensors format; returns (path, config name)."""
+    """Convert an authors' checkpoint to the project's safetensors format; returns (path, config name).
+
+    ``dst`` equal to ``src`` is refused (rewriting a checkpoint in place changes its hash, which every
+    clip extracted with it records), as is a ``dst`` that cannot be written; both before any reading.
+    """
+    check_output(dst, inputs=[src])
     ckpt = read_checkpoint(src)
     if config is not None:
         cfg, name = load_config(config), (None if isinstance(config, dict) else str(config))

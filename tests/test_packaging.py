@@ -121,7 +121,7 @@ def test_pins_follow_requirements():
     assert r311.python == "3.11" and r311.numpy == pins["numpy"]
     assert pins["torch"] == build_addon.TORCH
     full = {re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r for r in r311.full}
-    for name in ("opencv-python-headless", "scipy", "safetensors", "tqdm", "pyyaml"):
+    for name in ("opencv-python-headless", "scipy", "safetensors", "tqdm", "pyyaml", "av"):
         assert full[name] == pins[name], name
     assert r311.lean == (pins["scipy"],)
 
@@ -432,7 +432,8 @@ def test_full_build_extracts_motion_in_a_clean_install(tmp_path):
     assert "Success" in build_addon.run_blender_ext(_blender_ext(), "validate", str(zip_path))
     m = zip_manifest(zip_path)
     bundled = {Path(w).name.split("-")[0].lower() for w in m["wheels"]}
-    assert {"fomm_ml_core", "torch", "opencv_python_headless", "scipy", "safetensors", "tqdm", "pyyaml"} <= bundled
+    wanted = {"fomm_ml_core", "torch", "opencv_python_headless", "scipy", "safetensors", "tqdm", "pyyaml", "av"}
+    assert wanted <= bundled
     assert "numpy" not in bundled
 
     user = tmp_path / "user"
@@ -464,14 +465,14 @@ def test_full_build_extracts_motion_in_a_clean_install(tmp_path):
 
     # The same interpreter and path the worker had: every package from the extension's folder.
     where = subprocess.run(
-        [str(bare), "-c", "import json, torch, cv2, scipy, yaml, safetensors, tqdm, ml_core, numpy; "
-         "print(json.dumps({m.__name__: m.__file__ for m in (torch, cv2, scipy, yaml, safetensors, tqdm, ml_core, "
-         "numpy)}))"],
+        [str(bare), "-c", "import json, torch, cv2, av, scipy, yaml, safetensors, tqdm, ml_core, numpy; "
+         "print(json.dumps({m.__name__: m.__file__ for m in (torch, cv2, av, scipy, yaml, safetensors, tqdm, "
+         "ml_core, numpy)}))"],
         capture_output=True, text=True, check=True, cwd=tmp_path,
         env={"PYTHONPATH": os.pathsep.join([str(local), str(numpy_dir)]), "PATH": os.environ.get("PATH", "")},
     )
     files = json.loads(where.stdout)
-    for name in ("torch", "cv2", "scipy", "yaml", "safetensors", "tqdm", "ml_core"):
+    for name in ("torch", "cv2", "av", "scipy", "yaml", "safetensors", "tqdm", "ml_core"):
         assert files[name].startswith(str(local) + os.sep), (name, files[name])
     assert files["numpy"].startswith(str(numpy_dir))
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ml_core.errors import FommError
+from ml_core.fileio import check_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     if video.exists() and out.exists() and out.resolve() == video.resolve():
         raise FommError("the output clip would overwrite the input video: choose another -o")
+    check_output(out, inputs=[video, args.checkpoint])  # writable, before the long work
     crop: str | tuple[int, int, int] = args.crop.strip().lower()
     if crop not in ("auto", "full"):
         crop = tuple(parse_box(args.crop))

@@ -57,17 +57,13 @@ def decode_video(path: Path, size: int) -> np.ndarray:
                 raise FommError(f"unreadable frame {f}: remove it or re-export the folder")
             frames.append(_resize(img[:, :, ::-1], size))
     else:
-        cap = cv2.VideoCapture(str(path))
+        from ml_core.video import VideoReader  # the one place that opens videos (rotation, damaged files)
+
         try:
-            if not cap.isOpened():
-                raise FommError(f"unreadable video {path}: OpenCV cannot open it (re-encode it as H.264/mp4v mp4)")
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                frames.append(_resize(img[:, :, ::-1], size))
-        finally:
-            cap.release()
+            with VideoReader(path) as reader:
+                frames.extend(_resize(img, size) for _, img in reader)
+        except FommError as exc:
+            raise FommError(f"unreadable video {path}: {exc}") from None
     if len(frames) < 2:
         raise FommError(f"unreadable video {path}: it has {len(frames)} decodable frame(s), at least 2 are needed")
     return np.ascontiguousarray(np.stack(frames))

@@ -62,6 +62,7 @@ def long_clip(addon, motion_clip) -> Path:
     clip.values = np.tile(clip.values, (reps, 1, 1))
     clip.jacobians = np.tile(clip.jacobians, (reps, 1, 1, 1))
     clip.frame_indices = np.arange(len(clip.values))
+    clip.sample_times = None  # times follow the new frame numbers (frame_indices / fps)
     out = addon / "long" / "long_clip.npz"
     clip.save(out)
     return out

@@ -13,6 +13,7 @@ import torch
 from ml_core.animation import (
     PNG_PREFIX,
     animate,
+    constant_rate,
     frame_source,
     inference_generator,
     iter_animation,
@@ -312,3 +313,25 @@ def test_cancel_leaves_nothing(tiny_bundle, media, tmp_path):
         animate(media / "source.png", media / "clip.npz", [tmp_path / "seq", tmp_path / "o.mp4"],
                 model=tiny_bundle, batch_size=2, review=tmp_path / "r.mp4", cancel=cancel)
     assert len(calls) == 2 and listing(tmp_path) == []
+
+
+def test_variable_frame_rate_preview_keeps_each_samples_time(tiny_bundle, tmp_path):
+    """Issue 16, item 7: a VFR clip is rendered at its mean rate with each sample where its time puts it (it
+    used to be one output frame per sample, so a pause of 4 s played in one frame)."""
+    from tests.ml_core.avmedia import write_av_video
+
+    times = [0.0, 0.1, 0.2, 0.3, 2.3, 2.4, 2.5, 2.6]  # a 2 s freeze in the middle
+    path = write_av_video(tmp_path / "vfr.mp4", driving_frames(8), times=times)
+    clip = extract(path, model=tiny_bundle, crop="full")
+    rate = 7 / 2.6
+    even, shown = constant_rate(clip)
+    assert shown.tolist() == [0, 3, 3, 3, 3, 3, 3, 7]  # the frozen frame stays on screen in the review
+    assert np.allclose(even.times, np.arange(8) / rate)
+    a = (1 / rate - 0.3) / 2.0  # output frame 1 lies in the freeze, between samples 3 and 4
+    assert np.allclose(even.values[1], clip.values[3] * (1 - a) + clip.values[4] * a, atol=1e-6)
+    steady = extract(write_av_video(tmp_path / "cfr.mp4", driving_frames(4)), model=tiny_bundle, crop="full")
+    assert constant_rate(steady) == (steady, None)  # an even rate is left as it is
+    info = animate(source_image(), clip, tmp_path / "a.mp4", model=tiny_bundle, review=tmp_path / "r.mp4")
+    assert info["fps"] == pytest.approx(rate) and info["frames"] == int(2.6 * rate + 1e-6) + 1
+    with VideoReader(tmp_path / "r.mp4") as r:
+        assert len(r.read_all()) == info["frames"]

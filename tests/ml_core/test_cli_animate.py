@@ -191,3 +191,59 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_like_ctrl_c_and_stale_partials_cleared(media, tmp_path):
+    """SIGTERM (a farm scheduler) used to exit 143 leaving .partial.mp4 files and a .partial/ folder of PNGs;
+    what a SIGKILLed run left was never cleaned. Now: exit 130, one line, and nothing left, stale ones included."""
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+    (tmp_path / f".x.{dead}-0123abcd.partial.mp4").write_bytes(b"killed run")
+    (tmp_path / f".seq.{dead}-0123abcd.partial").mkdir()
+    (tmp_path / f".seq.{dead}-0123abcd.partial" / "preview_0001.png").write_bytes(b"png")
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import ml_core.animation as an
+        from ml_core.cli import main
+        real, calls = an._to_uint8, []
+        def to_uint8(frames):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(frames)
+        an._to_uint8 = to_uint8
+        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
+                       "-o", {str(tmp_path / 'x.mp4')!r}, "-o", {str(tmp_path / 'seq')!r},
+                       "--batch", "2", *{model_args(media)!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["terminated: nothing was written"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_keeps_the_earlier_video(media, tmp_path):
+    """Issue 16, item 2: on a full disk `animate -o a.mp4` replaced a good a.mp4 with a broken 12 KB file, printed
+    'wrote ...' and exited 0. Here a file size limit (EFBIG, as ENOSPC) hits while the video is written."""
+    good = tmp_path / "a.mp4"
+    good.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)  # an earlier result, 10 KB
+    before = good.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+        from ml_core.cli import main
+        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
+                       "-o", {str(good)!r}, *{model_args(media)!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot write {good}: the file is too large for this disk or account (file size limit); "
+        "nothing was written"
+    ]
+    assert proc.stdout == "" and good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["a.mp4"]

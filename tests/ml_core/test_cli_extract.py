@@ -16,6 +16,7 @@ from ml_core.cli import main
 from ml_core.clip import load_clip
 from ml_core.video import write_video
 from tests.conftest import REPO, TINY_CKPT, TINY_YAML
+from tests.ml_core.avmedia import write_wav
 
 
 def frames(n: int, w: int = 80, h: int = 60) -> list[np.ndarray]:
@@ -38,6 +39,7 @@ def media(tmp_path_factory):
     (d / "cut.mp4").write_bytes(data[: len(data) // 2])
     (d / "empty.mp4").write_bytes(b"")
     (d / "notes.mp4").write_text("shopping list\n" * 20)
+    write_wav(d / "voice.wav")
     return d
 
 
@@ -87,6 +89,10 @@ BAD = {
     "reference not extracted": (["{m}/drive.mp4", "--step", "2", "--reference", "3"], "not among the extracted"),
     "bad device": (["{m}/drive.mp4", "--device", "tpu"], "unknown device"),
     "missing checkpoint": (["{m}/drive.mp4", "--checkpoint", "{m}/none.pth.tar"], "not found"),
+    "output under a file": (["{m}/drive.mp4", "-o", "{m}/drive.mp4/x.npz"], "drive.mp4 is a file, not a folder"),
+    "huge batch": (["{m}/drive.mp4", "--batch", "100000000"], "batch size must be a whole number from 1 to 4096"),
+    "huge crop": (["{m}/drive.mp4", "--crop", "0,0,2000000000"], "more than twice the 80x60 frame's longest side"),
+    "audio only": (["{m}/voice.wav"], "voice.wav holds only audio (no video stream)"),
 }
 
 
@@ -170,3 +176,63 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_is_handled_like_ctrl_c(media, tmp_path):
+    """What a farm scheduler sends: exit 130 with one line, no partial left (it used to exit 143 silently)."""
+    out = tmp_path / "c.npz"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import ml_core.extraction as ex
+        from ml_core.cli import main
+        real = ex._infer
+        def infer(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(*a, **k)
+        ex._infer = infer
+        sys.exit(main(["extract", {str(media / 'drive.mp4')!r}, "-o", {str(out)!r}, "--crop", "full",
+                       "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
+                       "--config", {str(media / 'tiny64.yaml')!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["terminated: nothing was written"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_is_one_line_and_keeps_the_old_clip(media, tmp_path):
+    """Writing the clip fails (a file size limit: EFBIG, as ENOSPC on a full disk): one line, old clip kept."""
+    out = tmp_path / "c.npz"
+    out.write_bytes(b"PK\x03\x04 an earlier clip")
+    before = out.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+        from ml_core.cli import main
+        sys.exit(main(["extract", {str(media / 'drive.mp4')!r}, "-o", {str(out)!r}, "--crop", "full",
+                       "--checkpoint", {str(TINY_CKPT)!r}, "--config", {str(media / 'tiny64.yaml')!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot write {out}: the file is too large for this disk or account (file size limit); "
+        "nothing was written"
+    ]
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+def test_file_name_that_is_not_utf8(media, tmp_path, capfd):
+    """It crashed OpenCV (SIGSEGV; in Blender 'worker killed by signal 11')."""
+    import os
+
+    video = tmp_path / os.fsdecode(b"v\xff.mp4")
+    video.write_bytes((media / "drive.mp4").read_bytes())
+    out = tmp_path / os.fsdecode(b"c\xff.npz")
+    code = main(["extract", str(video), "-o", str(out), "--crop", "full", *model_args(media)])
+    assert code == 0, capfd.readouterr().err
+    assert load_clip(out).num_frames == 12

@@ -193,3 +193,108 @@ def test_numpy_only_modules_do_not_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _raw_member(name: str, descr: str, shape: tuple, payload: bytes = b"") -> tuple[str, bytes]:
+    """An ``.npy`` member whose header declares ``shape`` of ``descr`` whatever the bytes that follow."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_2_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return f"{name}.npy", buf.getvalue() + payload
+
+
+def _replace_members(src, dst, members: dict[str, bytes]):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.namelist():
+            if item not in members:
+                zout.writestr(item, zin.read(item))
+        for item, data in members.items():
+            zout.writestr(item, data)
+    return dst
+
+
+def test_tampered_clips_are_refused_before_allocating(tmp_path):
+    """Issue 16, items 11/12: each case used to exhaust memory or end in a traceback (or, in Blender, a 27 TiB
+    resample); each is now one line naming the problem."""
+    good = make_clip().save(tmp_path / "good.npz")
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = {
+        "deep meta": ({"meta": np.array(deep)}, "meta is nested too deeply"),
+        "frame 2^55": ({"frame_indices": np.arange(6, dtype=np.int64) + 2**55}, "beyond any 4-hour video"),
+        "fps 1e-9": ({"meta": meta_with(good, fps=1e-9), "times": None, "format_version": np.array(1, np.int32)},
+                     "more than 4 hours"),
+        "times back": ({"times": np.array([0, 1, 2, 1.5, 3, 4], np.float64)}, "times must be finite"),
+        "times nan": ({"times": np.full(6, np.nan)}, "times must be finite"),
+        "times f32": ({"times": np.arange(6, dtype=np.float32)}, "times must be float64"),
+        "zero jacobians": ({"jacobians": np.zeros((6, 4, 2, 2), np.float32)}, "Jacobians are singular"),
+        "1e30 jacobians": ({"jacobians": np.full((6, 4, 2, 2), 1e30, np.float32)}, "beyond 10000"),
+        "1e30 values": ({"values": np.full((6, 4, 2), 1e30, np.float32)}, "beyond 10000"),
+        "no times in v2": ({"times": None}, "missing times"),
+    }
+    for name, (changes, msg) in cases.items():
+        path = rewrite(good, tmp_path / f"{name}.npz", **changes)
+        with pytest.raises(FommError, match=msg) as e:
+            load_clip(path)
+        assert "\n" not in str(e.value), name
+    forged = {
+        "10^12 elements": _raw_member("values", "<f4", (10**12 // 8, 4, 2)),
+        "<U2000000000 meta": _raw_member("meta", "<U2000000000", ()),
+        "object dtype": _raw_member("values", "|O", (6, 4, 2)),
+    }
+    for name, (member, data) in forged.items():
+        path = _replace_members(good, tmp_path / f"{name}.npz", {member: data})
+        with pytest.raises(FommError, match="larger than a clip holds|pickles") as e:
+            load_clip(path)
+        assert "\n" not in str(e.value), name
+
+
+def test_npz_zip_bomb_is_refused_from_its_declared_size(tmp_path):
+    """A 5 MB archive whose values member inflates to 1.1 GB: refused from the zip's and the array's header."""
+    bomb = tmp_path / "bomb.npz"
+    good = make_clip().save(tmp_path / "good.npz")
+    n = 280_000_000 // 8
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
+        for item in zin.namelist():
+            if item != "values.npy":
+                zout.writestr(item, zin.read(item))
+        with zout.open("values.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, 4, 2)})
+            chunk, left = bytes(1 << 24), n * 4 * 2 * 4
+            while left > 0:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+    assert bomb.stat().st_size < 10_000_000
+    with pytest.raises(FommError, match="values declares 1120000128 bytes, more than a clip holds"):
+        load_clip(bomb)
+
+
+def test_version_1_clips_are_still_read(tmp_path):
+    """Format 1 had no per-sample times: they are frame_indices / fps."""
+    good = make_clip().save(tmp_path / "good.npz")
+    old = rewrite(good, tmp_path / "v1.npz", times=None, format_version=np.array(1, np.int32))
+    clip = load_clip(old)
+    assert np.allclose(clip.times, (np.arange(6) * 2 + 10) / 29.97)
+    vfr = make_clip(sample_times=[0.0, 0.1, 0.15, 1.0, 1.2, 6.0])
+    assert np.array_equal(load_clip(vfr.save(tmp_path / "vfr.npz")).times, [0.0, 0.1, 0.15, 1.0, 1.2, 6.0])
+
+
+def test_info_describes_a_clip(tmp_path, capsys):
+    """docs/troubleshooting.md recommends `ml_core info CLIP.npz`; it used to fail inside torch."""
+    from ml_core.cli import main
+
+    path = make_clip(sample_times=[0.0, 0.1, 0.15, 1.0, 1.2, 6.0]).save(tmp_path / "c.npz")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"motion clip: {path}" in out and "6 (video frames 10-20), 6.000 s" in out
+    assert "config hash abc123, checkpoint hash def456" in out
+
+
+def test_save_never_deletes_a_folder(tmp_path):
+    """Issue 16, item 1: MotionClip.save (used by extract and the worker's jobs) onto an existing folder."""
+    folder = tmp_path / "c.npz"
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    with pytest.raises(FommError, match="is an existing folder: give a new file name"):
+        make_clip().save(folder)
+    assert (folder / "keep").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]

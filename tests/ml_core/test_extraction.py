@@ -338,3 +338,43 @@ def test_cancel_stops_cleanly(bundle, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         extract(path, model=bundle, crop="full", batch_size=2, progress=interrupt)
     assert not [t for t in threading.enumerate() if t.name == "fomm-video-reader"]
+
+
+def _face_then_gone(n_face: int = 3, n_black: int = 2, n_empty: int = 10) -> list[np.ndarray]:
+    """A head in frame, then black frames (the lens covered), then the room without the head."""
+    rng = np.random.default_rng(3)
+    room = cv2.GaussianBlur(rng.integers(60, 140, (240, 320, 3), dtype=np.uint8), (0, 0), 2)
+    face = [draw_face(room.copy(), 160, 120, 150) for _ in range(n_face)]
+    return face + [np.zeros_like(room)] * n_black + [room.copy() for _ in range(n_empty)]
+
+
+def test_automatic_reference_is_never_blank_nor_faceless(bundle, tmp_path):
+    """Issue 16, item 8: when the head slid out of the picture an all-black frame was chosen."""
+    path = tmp_path / "gone.mp4"
+    write_video(path, _face_then_gone(), fps=25)
+    clip = extract(path, model=bundle, crop="full")
+    assert choose_reference_frame(clip.values) >= 3, "the most typical keypoints are those of a frame without the face"
+    assert clip.frame_indices[clip.reference_frame] < 3, clip.notes
+    assert any("shows no face" in n for n in clip.notes)
+    black = tmp_path / "black.mp4"
+    write_video(black, [np.zeros((64, 64, 3), np.uint8)] * 3 + [moving_frames(1, 64, 64)[0]], fps=25)
+    assert extract(black, model=bundle, crop="full").reference_frame == 3  # the one frame with something in it
+
+
+def test_rotated_and_variable_rate_video_extracts_upright_with_true_times(bundle, tmp_path):
+    """Issue 16, items 6 and 7: a portrait phone video is recorded with its displayed size; each sample keeps
+    its presentation time (within a millisecond), not index / an averaged rate."""
+    from tests.ml_core.avmedia import write_av_video
+
+    times = [0.0, 0.05, 0.1, 0.5, 0.55, 1.0, 1.5, 1.51, 2.0, 6.0]
+    land = [cv2.resize(f, (96, 64)) for f in moving_frames(10)]
+    path = write_av_video(tmp_path / "phone.mp4", land, times=times, rotation=90)
+    clip = extract(path, model=bundle, crop="full")
+    assert clip.video_size == (64, 96)
+    assert np.allclose(clip.times, times, atol=1e-3)
+    assert abs(clip.times[3] - 0.5) < 1e-3 and abs(clip.frame_indices[3] / clip.fps - 0.5) > 1.0  # not averaged
+    assert any("display rotation" in n for n in clip.notes) and any("variable frame rate" in n for n in clip.notes)
+    from ml_core.clip import load_clip
+
+    clip.save(tmp_path / "c.npz")
+    assert np.array_equal(load_clip(tmp_path / "c.npz").times, clip.times)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -349,3 +351,138 @@ def test_bad_config_files(tmp_path):
 def test_unknown_device():
     with pytest.raises(FommError, match="device"):
         build_model("vox-256", device="tpu")
+
+
+def test_convert_never_deletes_a_folder_nor_rewrites_its_input(tmp_path):
+    """Issue 16: `convert CKPT m.safetensors` where m.safetensors is a folder kept the exit 0 and lost the folder;
+    `convert X X` rewrote X in place (a new hash that every clip made with it no longer matches)."""
+    folder = tmp_path / "m.safetensors"
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    _assert_one_line_error(_cli("convert", str(TINY_CKPT), str(folder)), "is an existing folder")
+    assert (folder / "keep").read_text() == "mine"
+    model = tmp_path / "a.safetensors"
+    assert _cli("convert", str(TINY_CKPT), str(model), "--config", str(TINY_YAML)).returncode == 0
+    before = model.read_bytes()
+    _assert_one_line_error(_cli("convert", str(model), str(model)), "would overwrite the input")
+    _assert_one_line_error(_cli("convert", str(model), str(tmp_path / "." / "a.safetensors")), "would overwrite")
+    assert model.read_bytes() == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _assert_one_line_error(_cli("convert", str(TINY_CKPT), str(afile / "x.safetensors")), "is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "afile", "m.safetensors"]
+
+
+# ---------------------------------------------------------------------------- hostile checkpoints (issue 16)
+@pytest.fixture(scope="module")
+def tiny_safetensors(tmp_path_factory):
+    from ml_core.model import convert
+
+    path = tmp_path_factory.mktemp("hostile") / "tiny.safetensors"
+    convert(TINY_CKPT, path, TINY_YAML)
+    return path
+
+
+def _tampered(src: Path, dst: Path, *, change=None, config=None) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    if change is not None:
+        key = "kp_detector.kp.weight"
+        tensors[key] = change(tensors[key])
+    if config is not None:
+        cfg = json.loads(meta["config"])
+        config(cfg)
+        meta = {**meta, "config": json.dumps(cfg)}
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def _set(path: str, value):
+    def edit(cfg):
+        node = cfg
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return edit
+
+
+HOSTILE_WEIGHTS = {
+    "nan": (lambda t: torch.full_like(t, float("nan")), "kp_detector.kp.weight holds NaN or infinite weights"),
+    "inf": (lambda t: torch.full_like(t, float("inf")), "holds NaN or infinite weights"),
+    "complex64": (lambda t: t.to(torch.complex64), "holds complex64 values, not floating-point weights"),
+    "int8": (lambda t: t.to(torch.int8), "holds int8 values, not floating-point weights"),
+    "bool": (lambda t: t > 0, "holds bool values, not floating-point weights"),
+}
+HOSTILE_CONFIGS = {
+    "negative block_expansion": (_set("model_params.kp_detector_params.block_expansion", -5),
+                                 "model_params.kp_detector_params.block_expansion must be from 1 to 1024, got -5"),
+    "float block_expansion": (_set("model_params.generator_params.block_expansion", 32.5),
+                              "model_params.generator_params.block_expansion must be a whole number, got 32.5"),
+    "huge block_expansion": (_set("model_params.generator_params.block_expansion", 100000),
+                             "must be from 1 to 1024, got 100000"),
+    "frame_shape text": (_set("dataset_params.frame_shape", "abc"), "dataset_params.frame_shape must be [height"),
+    "frame_shape huge": (_set("dataset_params.frame_shape", [60000, 60000, 3]), "square from 16 to 2048 pixels"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_WEIGHTS))
+def test_hostile_weights_are_refused(case, tiny_safetensors, tmp_path):
+    """NaN weights used to load (then 'internal error: LinAlgError' in Blender); complex/int8/bool weights gave a
+    bare 'Error(s) in loading state_dict'."""
+    change, msg = HOSTILE_WEIGHTS[case]
+    bad = _tampered(tiny_safetensors, tmp_path / f"{case}.safetensors", change=change)
+    with pytest.raises(FommError, match=re.escape(msg)) as e:
+        load_model(bad)
+    assert "\n" not in str(e.value)
+    if case == "nan":  # `info` accepted it
+        _assert_one_line_error(_cli("info", str(bad)), "NaN or infinite")
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_CONFIGS))
+def test_hostile_embedded_configs_are_refused(case, tiny_safetensors, tmp_path):
+    edit, msg = HOSTILE_CONFIGS[case]
+    bad = _tampered(tiny_safetensors, tmp_path / "cfg.safetensors", config=edit)
+    with pytest.raises(FommError, match=re.escape(msg)):
+        load_model(bad)
+
+
+def test_safetensors_header_length_of_2_40(tiny_safetensors, tmp_path):
+    data = bytearray(tiny_safetensors.read_bytes())
+    data[:8] = (1 << 40).to_bytes(8, "little")
+    bad = tmp_path / "hdr.safetensors"
+    bad.write_bytes(bytes(data))
+    _assert_one_line_error(_cli("info", str(bad)), "damaged safetensors file: its header declares 1099511627776 bytes")
+
+
+def test_torch_zip_bomb_is_refused_before_inflating(tmp_path):
+    """A small torch zip whose tensor data member deflates from 64 MB of zeros: refused from the zip directory."""
+    import zipfile
+
+    plain = tmp_path / "plain.pth.tar"
+    torch.save({"kp_detector": {"w": torch.zeros(4)}, "generator": {"w": torch.zeros(4)}}, plain)
+    bomb = tmp_path / "bomb.pth.tar"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(bomb, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("/data/0"):
+                zout.writestr(info.filename, bytes(64 << 20), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+            else:
+                zout.writestr(info, data)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(FommError, match="inflating .* to 67108864, which no model checkpoint holds"):
+        read_checkpoint(bomb)
+
+
+def test_yaml_billion_laughs_is_refused(tmp_path):
+    """A 1 KB YAML whose aliases expand to ~10^9 strings (10 GB used to be allocated, then 'success')."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    (tmp_path / "laughs.yaml").write_text("\n".join(lines) + "\nmodel_params: *i\n")
+    assert (tmp_path / "laughs.yaml").stat().st_size < 2500
+    with pytest.raises(FommError, match="expands to more than 100000 values through its YAML aliases"):
+        load_config(tmp_path / "laughs.yaml")

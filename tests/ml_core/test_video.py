@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -248,3 +249,107 @@ def test_writer_odd_size_mp4_is_padded_not_cropped(tmp_path):
     frames = VideoReader(path).read_all()
     assert frames[0].shape == (10, 18, 3)
     assert np.abs(frames[0][:9, :17].astype(int) - 200).mean() < 12
+
+
+# ---------------------------------------------------------------- rotation, true timing, hostile files
+from avmedia import marker_frame, write_av_video, write_wav  # noqa: E402
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [(-90, "top-right"), (90, "bottom-left"), (180, "bottom-right")])
+def test_phone_rotation_is_applied(tmp_path, rotation, corner):
+    """A phone's display matrix turns the frames upright; the displayed size is reported, with a note."""
+    path = write_av_video(tmp_path / "phone.mp4", [marker_frame(i) for i in range(4)], rotation=rotation)
+    r = VideoReader(path)
+    frames = r.read_all()
+    upright = rotation % 180 != 0
+    assert r.size == ((32, 64) if upright else (64, 32))
+    assert frames[0].shape == ((64, 32, 3) if upright else (32, 64, 3))
+    h, w = frames[0].shape[:2]
+    quads = {
+        "top-right": frames[0][: h // 4, -w // 4 :],
+        "bottom-left": frames[0][-h // 4 :, : w // 4],
+        "bottom-right": frames[0][-h // 4 :, -w // 4 :],
+    }
+    assert quads[corner].mean() > 200, "the white marker moved where the rotation puts it"
+    assert any(f"{rotation % 360}-degree display rotation" in n for n in r.notes)
+
+
+def test_variable_frame_rate_keeps_presentation_times(tmp_path):
+    """Each frame's time is its own timestamp (to a millisecond), not index / averaged rate."""
+    times = [0.0, 0.1, 0.15, 1.0, 1.2, 2.0, 2.01, 2.02, 3.0, 6.0]
+    path = write_av_video(tmp_path / "vfr.mp4", [marker_frame(i) for i in range(10)], times=times)
+    r = VideoReader(path, step=2)
+    assert [i for i, _ in r] == [0, 2, 4, 6, 8]
+    assert np.allclose(r.times, times[::2], atol=1e-3)
+    assert any("variable frame rate" in n for n in r.notes)
+    # seeking by the recorded time lands on the frame itself
+    got = dict(sample_frames(path, [9], times={9: 6.0}))
+    assert abs(int(got[9][-1, :, 1].mean()) - 180) < 12
+
+
+def test_high_frame_rate_is_measured(tmp_path):
+    path = write_av_video(tmp_path / "fast.mp4", [marker_frame(i) for i in range(6)], rate=1000.0)
+    r = VideoReader(path)
+    r.read_all()
+    assert abs(r.fps - 1000.0) < 1.0 and np.allclose(r.times, np.arange(6) / 1000.0, atol=1e-4)
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    src = write_video(tmp_path / "a.mp4", (pattern(i) for i in range(5)), fps=25) and tmp_path / "a.mp4"
+    odd = tmp_path / os.fsdecode(b"v\xff.mp4")
+    odd.write_bytes(src.read_bytes())
+    assert len(VideoReader(odd).read_all()) == 5
+
+
+def test_audio_only_file_is_named_so(tmp_path):
+    wav = write_wav(tmp_path / "voice.wav")
+    with pytest.raises(FommError, match="holds only audio") as e:
+        VideoReader(wav)
+    one_line(e.value)
+    m4a = tmp_path / "voice.mp4"
+    m4a.write_bytes((tmp_path / "voice.wav").read_bytes())  # a WAV under an .mp4 name
+    with pytest.raises(FommError, match="holds only audio"):
+        VideoReader(m4a)
+
+
+def test_huge_image_header_is_refused_before_decoding(tmp_path):
+    """A PNG declaring 60000x60000 (a few hundred bytes, 10 GB decoded) is refused from its header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(png)
+    with pytest.raises(FommError, match="60000x60000 pixels, larger than") as e:
+        read_image(tmp_path / "huge.png")
+    one_line(e.value)
+
+
+def test_full_disk_never_replaces_a_good_video(tmp_path):
+    """A write that fails (here a file size limit: EFBIG, as ENOSPC on a full disk) is one line, and the
+    earlier good file is kept byte for byte."""
+    good = tmp_path / "a.mp4"
+    write_video(good, (pattern(i) for i in range(5)), fps=25)
+    before = good.read_bytes()
+    code = (
+        "import resource, signal, sys, numpy as np\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (30000, 30000))\n"
+        "from ml_core.video import write_video\n"
+        "from ml_core.errors import FommError\n"
+        "rng = np.random.default_rng(1)\n"
+        "try:\n"
+        f"    write_video({str(good)!r}, [(rng.random((128, 128, 3)) * 255).astype(np.uint8) for _ in range(40)], 25)\n"
+        "except FommError as e:\n"
+        "    print(e); sys.exit(2)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == f"cannot write {good}: the file is too large for this disk or account (file size " \
+        "limit); nothing was written"
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]

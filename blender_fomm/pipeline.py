@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import bpy
@@ -21,6 +21,7 @@ import numpy as np
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
+from ml_core.jobs import AnimateJob, AnimateOptions, DetectImagesJob, ExtractJob, ExtractOptions, ProbeJob
 from ml_core.retarget import HeadMotion, manual_weights, remove_head_motion, solve_weights
 
 from . import bones, calibration, preview, shapekeys
@@ -29,7 +30,9 @@ from .prefs import WorkerSettings, worker_settings
 
 @dataclass
 class Step:
-    """A worker ``job`` (None: nothing to run) and the main-thread ``finish(result) -> report line``."""
+    """A worker ``job`` (None: nothing to run) and the main-thread ``finish(result) -> report line``.
+
+    ``job`` is an :mod:`ml_core.jobs` dataclass as its JSON object (``Job.to_dict()``): checked when it was made."""
 
     job: dict | None
     finish: Callable[[dict | None], str]
@@ -101,7 +104,7 @@ def _clip_id(path: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def extract_options(s) -> dict:
+def extract_options(s) -> ExtractOptions:
     if s.crop_mode == "BOX":
         if s.crop_size <= 0:
             raise FommError("the crop box needs a size above 0 pixels")
@@ -110,14 +113,14 @@ def extract_options(s) -> dict:
         crop = s.crop_mode.lower()
     if s.video_end and s.video_end < s.video_start:
         raise FommError(f"the video's end frame {s.video_end} is before its start frame {s.video_start}")
-    return {
-        "crop": crop,
-        "start": s.video_start or None,
-        "end": (s.video_end + 1) if s.video_end else None,
-        "step": s.video_step,
-        "reference_frame": "auto" if s.reference_mode == "AUTO" else int(s.reference_frame),
-        "smooth": None if s.smoothing == "NONE" else {},
-    }
+    return ExtractOptions(
+        crop=crop,
+        start=s.video_start or None,
+        end=(s.video_end + 1) if s.video_end else None,
+        step=s.video_step,
+        reference_frame="auto" if s.reference_mode == "AUTO" else int(s.reference_frame),
+        smooth=None if s.smoothing == "NONE" else {},
+    )
 
 
 def extract_step(scene, ws: WorkerSettings | None = None) -> Step:
@@ -130,10 +133,10 @@ def extract_step(scene, ws: WorkerSettings | None = None) -> Step:
         raise FommError(f"video not found: {video}")
     opts = extract_options(s)
     st = os.stat(video)
-    ident = json.dumps([video, st.st_size, st.st_mtime_ns, opts, ws.model_identity()], sort_keys=True)
+    ident = json.dumps([video, st.st_size, st.st_mtime_ns, asdict(opts), ws.model_identity()], sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     out = ws.cache_dir / "clips" / f"{Path(video).stem}-{digest}.npz"
-    job = {"kind": "extract", "video": video, "output": str(out), **ws.model_keys(), "options": opts}
+    job = ExtractJob(video=video, output=str(out), **ws.model_keys(), options=opts).to_dict()
     scene_name = scene.name
 
     def finish(result: dict | None) -> str:
@@ -179,12 +182,7 @@ def calibration_job(plan: CalibrationPlan, ws: WorkerSettings) -> dict:
     obj = bpy.data.objects[plan.obj_name]
     images = calibration.render_calibration(obj, plan.names, plan.view, plan.folder / "renders", plan.size)
     out = plan.folder / calibration.DETECTIONS_FILE
-    return {
-        "kind": "detect-images",
-        "images": [str(p) for p in images],
-        "output": str(out),
-        **ws.model_keys(),
-    }
+    return DetectImagesJob(images=[str(p) for p in images], output=str(out), **ws.model_keys()).to_dict()
 
 
 def finish_calibration(plan: CalibrationPlan, result: dict | None):
@@ -445,14 +443,13 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
     driving = folder / "driving.npz"
     resampled_clip(clip, scene, driving)
     out = folder / "frames"
-    job = {
-        "kind": "animate",
-        "source": source,
-        "clip": str(driving),
-        "output": str(out) + os.sep,
+    job = AnimateJob(
+        source=source,
+        clip=str(driving),
+        output=str(out) + os.sep,
         **ws.model_keys(),
-        "options": {"mode": s.preview_mode},
-    }
+        options=AnimateOptions(mode=s.preview_mode),
+    ).to_dict()
     scene_name = scene.name
     obj_name = obj.name if obj is not None else None
     start = s.start_frame
@@ -485,4 +482,4 @@ def check_worker_step() -> Step:
             f"devices {', '.join(result['devices'])}"
         )
 
-    return Step({"kind": "probe"}, finish, "Checking the worker")
+    return Step(ProbeJob().to_dict(), finish, "Checking the worker")

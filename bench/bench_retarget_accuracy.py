@@ -81,7 +81,7 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     (head-motion removal, calibration, neutral frame, bounded solve), no network involved."""
     from blender_fomm.calibration import POSE_NAMES, camera_view, face_region, pose_views
     from ml_core.extraction import choose_reference_frame
-    from ml_core.retarget import Calibration, solve_weights
+    from ml_core.retarget import Calibration, SolveOptions, solve_weights
     from tools.synth.render import landmark_world, project_points
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -114,7 +114,7 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     )
     values = np.asarray(gt["landmarks"], dtype=np.float64)
     ref = choose_reference_frame(values.astype(np.float32))
-    res = solve_weights(calib, values, None, ref)
+    res = solve_weights(calib, values, None, ref, options=SolveOptions())  # the Bake panel's defaults
     return {sid: res.weights[:, i] for i, sid in enumerate(CURVE_IDS)}
 
 

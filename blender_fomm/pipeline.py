@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import bpy
@@ -22,7 +22,14 @@ import numpy as np
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
 from ml_core.jobs import AnimateJob, AnimateOptions, DetectImagesJob, ExtractJob, ExtractOptions, ProbeJob
-from ml_core.retarget import HeadMotion, manual_weights, remove_head_motion, solve_weights
+from ml_core.retarget import (
+    HeadMotion,
+    SolveOptions,
+    manual_weights,
+    remove_head_motion,
+    smooth_weights,
+    solve_weights,
+)
 
 from . import bones, calibration, preview, shapekeys
 from .prefs import WorkerSettings, worker_settings
@@ -240,6 +247,21 @@ def _check_same_model(calib, clip: MotionClip, *, stale_ok: bool = False) -> Non
         )
 
 
+# The Bake panel's solve settings: scene.fomm properties named like the SolveOptions fields (use_poses is not shown)
+PANEL_SOLVE_SETTINGS = tuple(f.name for f in fields(SolveOptions) if f.name != "use_poses")
+
+
+def solve_options(s) -> SolveOptions:
+    """The solve's settings from the Bake panel (``scene.fomm``)."""
+    return SolveOptions(**{name: getattr(s, name) for name in PANEL_SOLVE_SETTINGS})
+
+
+def set_solve_options(s, options: SolveOptions) -> None:
+    """Set the Bake panel's solve settings (``scene.fomm``) from ``options`` (scripts: the demo, benchmarks)."""
+    for name in PANEL_SOLVE_SETTINGS:
+        setattr(s, name, getattr(options, name))
+
+
 def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
     s = scene.fomm
     obj = s.target_object
@@ -252,12 +274,7 @@ def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
         clip.jacobians if clip.has_jacobians else None,
         clip.reference_frame,
         keys=names,
-        regularization=s.regularization,
-        jacobian_weight=s.jacobian_weight,
-        adapt_scale=s.adapt_scale,
-        remove_head=s.remove_head,
-        auto_neutral=s.auto_neutral,
-        smooth_sigma=s.smooth_sigma,
+        options=solve_options(s),
     )
     frames, w = shapekeys.clip_to_frames(clip.times, res.weights, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
@@ -282,10 +299,7 @@ def bake_manual(scene, clip: MotionClip) -> str:
     shapekeys.target_key(obj, names)
     mapping = [(m.keypoint, 0 if m.axis == "X" else 1, m.gain) for m in s.mappings]
     w = manual_weights(clip.values, clip.reference_frame, mapping, remove_head=s.remove_head)
-    if s.smooth_sigma > 0:
-        from scipy.ndimage import gaussian_filter1d
-
-        w = np.clip(gaussian_filter1d(w, s.smooth_sigma, axis=0, mode="nearest"), 0, 1)
+    w = smooth_weights(w, s.smooth_sigma)
     frames, w = shapekeys.clip_to_frames(clip.times, w, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
     return _bake_line(f"{len(names)} shape keys (manual)", len(frames), report)
@@ -391,7 +405,8 @@ def resampled_clip(clip: MotionClip, scene, path: Path) -> int:
     frames, vals = shapekeys.clip_to_frames(t, packed, scene, 0)
     m, k = len(frames), clip.num_kp
     ref_time = t[clip.reference_frame] - t[0]
-    out = MotionClip(
+    out = replace(  # every other field (model hashes, crop, smoothing, ...) carries over as it is
+        clip,
         values=vals[:, : 2 * k].reshape(m, k, 2),
         jacobians=vals[:, 2 * k :].reshape(m, k, 2, 2)
         if clip.has_jacobians
@@ -399,15 +414,6 @@ def resampled_clip(clip: MotionClip, scene, path: Path) -> int:
         fps=fps,
         frame_indices=np.arange(m),
         reference_frame=int(min(m - 1, round(ref_time * fps))),
-        crop_box=clip.crop_box,
-        video_size=clip.video_size,
-        num_kp=k,
-        image_size=clip.image_size,
-        config_hash=clip.config_hash,
-        checkpoint_hash=clip.checkpoint_hash,
-        has_jacobians=clip.has_jacobians,
-        source_path=clip.source_path,
-        crop_mode=clip.crop_mode,
         notes=(*clip.notes, f"resampled to {fps:g} fps for the preview"),
     )
     out.save(path)

@@ -42,7 +42,9 @@ from ml_core.errors import Cancelled, FommError
 from ml_core.extraction import check_bf16
 from ml_core.fileio import atomic_path
 from ml_core.framing import FaceDetector, crop_square, face_box_from_detections, full_frame_box, user_box
-from ml_core.motion import movement_scale, relative_motion
+from ml_core.geometry import movement_scale
+from ml_core.jobs import DTYPES, MODES
+from ml_core.motion import first_values, relative_motion
 from ml_core.video import VideoReader, VideoWriter, read_image, to_rgb
 
 __all__ = [
@@ -59,8 +61,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int | None], None]
-MODES = ("relative", "absolute")
-DTYPES = ("fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi")
 PNG_PREFIX = "preview_"
 _PNG_RE = re.compile(rf"^{PNG_PREFIX}\d+\.png$")
@@ -280,7 +280,7 @@ def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: 
         kp_init = {"value": values[ref : ref + 1]}
         if jacobians is not None:
             kp_init["jacobian"] = jacobians[ref : ref + 1]
-        scale = movement_scale(kp_src, kp_init) if adapt_movement_scale else 1.0
+        scale = movement_scale(first_values(kp_src), first_values(kp_init)) if adapt_movement_scale else 1.0
 
     total = clip.num_frames
     for start in range(0, total, int(batch_size)):

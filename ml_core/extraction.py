@@ -38,12 +38,12 @@ from ml_core.framing import (
     user_box,
 )
 from ml_core.geometry import fit_similarity_batch
+from ml_core.jobs import DTYPES
 from ml_core.video import VideoReader, sample_frames
 
 __all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "fast_detector", "find_face_box"]
 
 Progress = Callable[[int, int | None], None]
-DTYPES = ("fp32", "bf16")
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
 SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms

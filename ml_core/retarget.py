@@ -4,7 +4,8 @@ Everything Blender needs to turn keypoint trajectories into shape-key weights an
 tested without Blender:
 
 - :func:`remove_head_motion` - the clip's global head motion (a similarity per frame) separated from
-  the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas).
+  the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas, from
+  :mod:`ml_core.geometry`).
 - :class:`Calibration` - each shape key's keypoint/Jacobian response measured on renders of the
   character; :func:`solve_weights` - per-frame bounded (weights in [0, 1]), regularised least squares, with its settings
   in :class:`SolveOptions` (the one set of defaults).
@@ -28,7 +29,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import lsq_linear
 
 from ml_core.errors import FommError
-from ml_core.geometry import convex_hull_area, fit_similarity, fit_similarity_batch
+from ml_core.geometry import fit_similarity, fit_similarity_batch, movement_scale
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -85,15 +86,6 @@ def remove_head_motion(
         translation=values.mean(axis=1) - ref.mean(axis=0),
     )
     return aligned, aligned_jac, head
-
-
-def movement_scale(source_values: np.ndarray, driving_initial: np.ndarray) -> float:
-    """The paper's movement-scale adaptation: sqrt of the ratio of the keypoints' convex-hull areas."""
-    area_d = convex_hull_area(driving_initial)
-    area_s = convex_hull_area(source_values)
-    if area_d <= 1e-12 or area_s <= 1e-12:
-        return 1.0
-    return float(np.sqrt(area_s / area_d))
 
 
 def relative_jacobians(jacobians: np.ndarray, reference_jacobians: np.ndarray) -> np.ndarray:

@@ -145,15 +145,13 @@ def run_animate(job: AnimateJob, emit: Emit) -> dict:
 
 
 def square_frame(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad ``image`` [H,W,3] to a centred square (edge colour, never stretched), resize to ``size``."""
-    import cv2
+    """A calibration render [H,W,3] framed exactly like a video frame extracted with crop ``full``: the whole image
+    centred in a square (the short side padded with black, never stretched), resized to ``size`` (INTER_AREA):
+    :func:`ml_core.framing.crop_square` of :func:`~ml_core.framing.full_frame_box`."""
+    from ml_core.framing import crop_square, full_frame_box
 
     h, w = image.shape[:2]
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    padded = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(padded, (size, size), interpolation=interp)
+    return crop_square(image, full_frame_box(w, h), size)
 
 
 def run_detect_images(job: DetectImagesJob, emit: Emit) -> dict:

@@ -106,8 +106,21 @@ def test_square_frame_pads_never_stretches():
     img[:, :20] = 255  # left half white
     sq = square_frame(img, 16)
     assert sq.shape == (16, 16, 3)
-    # 40 wide, padded to 40x40 by replicating rows: the left half stays white, right half black
+    # 40 wide, padded to 40x40 with black rows above and below: the left half stays white, right half black
     assert sq[8, 2].min() > 200 and sq[8, 13].max() < 50
+    assert sq[0].max() == 0 and sq[-1].max() == 0  # padding, not the image's edge rows repeated
+
+
+def test_calibration_renders_are_framed_like_video_frames():
+    """One rule for both: a render goes through the crop a video frame gets with crop 'full'."""
+    import numpy as np
+
+    from ml_core.framing import crop_square, full_frame_box
+
+    rng = np.random.default_rng(0)
+    for h, w, size in ((48, 80, 32), (80, 48, 64), (64, 64, 32), (30, 50, 64)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(square_frame(img, size), crop_square(img, full_frame_box(w, h), size))
 
 
 @pytest.fixture(scope="module")

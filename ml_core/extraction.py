@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from ml_core.framing import (
 from ml_core.geometry import fit_similarity_batch
 from ml_core.jobs import DTYPES
 from ml_core.video import VideoReader, sample_frames
+
+if TYPE_CHECKING:
+    from ml_core.model import ModelBundle
 
 __all__ = ["Cancelled", "choose_reference_frame", "detect", "extract", "fast_detector", "find_face_box"]
 
@@ -162,7 +165,7 @@ def _infer(
 
 
 def detect(
-    bundle: Any, frames: np.ndarray, batch_size: int = 16, *, dtype: str = "fp32"
+    bundle: ModelBundle, frames: np.ndarray, batch_size: int = 16, *, dtype: str = "fp32"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of square RGB uint8 ``frames`` [N,S,S,3] (any S; resized with cv2.INTER_AREA).
 

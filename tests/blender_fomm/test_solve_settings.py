@@ -11,6 +11,7 @@ import pytest
 from blender_fomm import pipeline
 from ml_core.clip import MotionClip, load_clip
 from ml_core.retarget import SolveOptions
+from tests.ml_core.test_clip import make_clip
 
 
 def test_panel_defaults_are_the_solve_options_defaults():
@@ -33,26 +34,7 @@ def test_solve_options_round_trip_through_the_panel():
 
 def test_resampled_clip_keeps_every_field(tmp_path):
     """Resampling for the preview changes the samples only: smoothing, hashes, crop, version carry over."""
-    rng = np.random.default_rng(0)
-    t, k = 12, 5
-    clip = MotionClip(
-        values=rng.uniform(-0.5, 0.5, (t, k, 2)),
-        jacobians=np.broadcast_to(np.eye(2), (t, k, 2, 2)) + rng.normal(scale=0.01, size=(t, k, 2, 2)),
-        fps=12.0,
-        frame_indices=np.arange(t),
-        reference_frame=3,
-        crop_box=(4, 6, 64),
-        video_size=(80, 72),
-        num_kp=k,
-        image_size=64,
-        config_hash="cfg",
-        checkpoint_hash="ckpt",
-        source_path="/videos/take.mp4",
-        crop_mode="full",
-        smoothing={"min_cutoff": 1.0, "beta": 4.0},
-        notes=("a note",),
-        ml_core_version="0.0.9",
-    )
+    clip = make_clip(t=12, k=5, fps=12.0, frame_indices=np.arange(12), reference_frame=3, ml_core_version="0.0.9")
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 24, 1.0
     path = tmp_path / "driving.npz"

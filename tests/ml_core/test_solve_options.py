@@ -46,6 +46,10 @@ def test_smooth_weights_is_the_one_smoothing():
     s = smooth_weights(w, 2.0)
     assert s.shape == w.shape and s.min() >= 0 and s.max() <= 1
     assert np.abs(np.diff(s, axis=0)).mean() < np.abs(np.diff(w, axis=0)).mean()
+
+
+def test_the_solve_settings():
+    """The settings a bake passes (docs/development.md: 'add a bake setting' adds one here)."""
     assert [f.name for f in fields(SolveOptions)] == [
         "regularization", "jacobian_weight", "adapt_scale", "remove_head", "auto_neutral", "use_poses", "smooth_sigma"
     ]

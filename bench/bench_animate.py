@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +37,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RESULTS = REPO / "bench" / "RESULTS.md"
+from bench import _common  # noqa: E402
+from bench._common import load_average, machine, replace_section, status_mib  # noqa: E402
+
 SECTION = "bench_animate"
 
 
@@ -181,13 +180,6 @@ def speed(frames: int, rounds: int, batch: int, threads: int, size: int) -> dict
 
 
 # ------------------------------------------------------------------------------------------ memory
-def _status_mib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def rss_child(frames: int, size: int, batch: int, official: bool, out: str) -> None:
     """Build the model, animate ``frames`` frames to ``out``, print peak RSS (MiB) as JSON.
 
@@ -201,24 +193,18 @@ def rss_child(frames: int, size: int, batch: int, official: bool, out: str) -> N
     source = make_source(size)
     clip = make_clip(bundle, source, frames)
     Path("/proc/self/clear_refs").write_text("5")
-    start = _status_mib("VmRSS")
+    start = status_mib("VmRSS")
     t0 = time.perf_counter()
     n = official_loop(bundle, source, clip, Path(out)) if official else ours(bundle, source, clip, Path(out),
                                                                             batch, "fp32")
     print(json.dumps({"frames": n, "seconds": round(time.perf_counter() - t0, 1),
-                      "peak_mib": round(_status_mib("VmHWM"), 1), "start_mib": round(start, 1),
+                      "peak_mib": round(status_mib("VmHWM"), 1), "start_mib": round(start, 1),
                       "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
 def run_child(frames: int, size: int, batch: int, official: bool, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", str(frames), "--mem-size", str(size), "--batch", str(batch),
-           "--out", str(out)]
-    if official:
-        cmd.append("--official")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cmd = [__file__, "--rss-child", str(frames), "--mem-size", str(size), "--batch", str(batch), "--out", str(out)]
+    return _common.run_child(cmd + ["--official"] * official)
 
 
 def memory(lengths: list[int], size: int, batch: int, with_official: bool) -> dict:
@@ -234,22 +220,6 @@ def memory(lengths: list[int], size: int, batch: int, with_official: bool) -> di
 
 
 # ----------------------------------------------------------------------------------------- report
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores visible, {gpu}, Linux, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, OpenCV {cv2.__version__}")
-
-
 def report(res: dict, cmd: str) -> str:
     lines = [f"<!-- section: {SECTION} (neural preview) -->", "## Neural preview (`bench/bench_animate.py`)", ""]
     lines.append(f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
@@ -317,18 +287,6 @@ def report(res: dict, cmd: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    start, end = f"<!-- section: {SECTION}", f"<!-- end section: {SECTION} -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if start in old:
-        a = old.index(start)
-        b = old.index(end, a) + len(end)
-        new = old[:a] + text + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=16, help="clip length for the speed test")
@@ -350,7 +308,7 @@ def main() -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.mem_size, args.batch, args.official, args.out)
         return 0
-    res: dict = {"machine": machine(), "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    res: dict = {"machine": machine(), "load_before": load_average()}
     if not args.skip_speed:
         print("speed:", flush=True)
         res["speed"] = speed(args.frames, args.rounds, args.batch, args.threads, args.size)
@@ -358,14 +316,14 @@ def main() -> int:
         print("memory:", flush=True)
         lengths = [int(x) for x in args.mem_frames.split(",")]
         res["memory"] = memory(lengths, args.mem_size, args.batch, not args.skip_official_rss)
-    res["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    res["load_after"] = load_average()
     cmd = " ".join([".venv/bin/python", "bench/bench_animate.py", *sys.argv[1:]])
     text = report(res, cmd)
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     if args.write:
-        write_section(text)
+        replace_section(SECTION, text)
     return 0
 
 

@@ -22,10 +22,8 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RESULTS = REPO / "bench" / "RESULTS.md"
+from bench import _common  # noqa: E402
+from bench._common import load_average, machine, read_section, replace_section, status_mib  # noqa: E402
+
 SECTION = "bench_extract"
 QUIET = 0.05  # a round counts when other processes used less than this share of the CPUs during it
 
@@ -192,13 +192,6 @@ def speed(seconds: float, rounds: int, batches: list[int], threads: int) -> dict
 
 
 # ------------------------------------------------------------------------------------------ memory
-def _status_mib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
 def rss_child(video: str, config: str, batch: int, official: bool) -> None:
     """Run one extraction in this (fresh) process and print its peak RSS (MiB) as JSON.
 
@@ -223,25 +216,20 @@ def rss_child(video: str, config: str, batch: int, official: bool) -> None:
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     t0 = time.perf_counter()
     if official:
         n, _ = official_loop(Path(video), bundle)
     else:
         n = extract(video, model=bundle, crop="full", batch_size=batch, reference_frame=0).num_frames
     seconds = time.perf_counter() - t0
-    print(json.dumps({"frames": n, "seconds": seconds, "peak_mib": _status_mib("VmHWM"), "before_mib": before,
+    print(json.dumps({"frames": n, "seconds": seconds, "peak_mib": status_mib("VmHWM"), "before_mib": before,
                       "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def run_child(video: Path, config: str, batch: int, official: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", str(video), "--rss-config", config, "--batch", str(batch)]
-    if official:
-        cmd.append("--official")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cmd = [__file__, "--rss-child", str(video), "--rss-config", config, "--batch", str(batch)]
+    return _common.run_child(cmd + ["--official"] * official)
 
 
 def memory(long_s: float, short_s: float, config: str, batch: int) -> dict:
@@ -263,21 +251,6 @@ def memory(long_s: float, short_s: float, config: str, batch: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- report
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (f"{cpu}, {os.cpu_count()} cores visible, Linux, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, OpenCV {cv2.__version__}")
-
-
 def report(res: dict, cmd: str) -> dict[str, str]:
     """Markdown for each part this run measured (``speed``, ``memory``), each with its own run line."""
     run = (f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
@@ -351,28 +324,20 @@ PARTS = ("speed", "memory")
 
 def write_section(parts: dict[str, str]) -> str:
     """Replace this benchmark's parts in bench/RESULTS.md (parts not measured now are kept)."""
-    start, end = f"<!-- section: {SECTION}", f"<!-- end section: {SECTION} -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     kept: dict[str, str] = {}
-    if start in old:
-        a = old.index(start)
-        b = old.index(end, a) + len(end)
-        body = old[a:b]
-        for name in PARTS:
-            p0, p1 = f"<!-- part: {name} -->", f"<!-- end part: {name} -->"
-            if p0 in body:
-                kept[name] = body[body.index(p0) + len(p0) : body.index(p1)].strip("\n")
-        before, after = old[:a], old[b:]
-    else:
-        before, after = old.rstrip("\n") + "\n\n", "\n"
+    body = read_section(SECTION) or ""
+    for name in PARTS:
+        p0, p1 = f"<!-- part: {name} -->", f"<!-- end part: {name} -->"
+        if p0 in body:
+            kept[name] = body[body.index(p0) + len(p0) : body.index(p1)].strip("\n")
     kept.update(parts)
     lines = [f"<!-- section: {SECTION} (motion extraction) -->", "## Motion extraction (`bench/bench_extract.py`)", ""]
     for name in PARTS:
         if name in kept:
             lines += [f"<!-- part: {name} -->", kept[name], f"<!-- end part: {name} -->", ""]
-    lines.append(end)
+    lines.append(f"<!-- end section: {SECTION} -->")
     text = "\n".join(lines)
-    RESULTS.write_text(before + text + after)
+    replace_section(SECTION, text)
     return text
 
 
@@ -394,14 +359,14 @@ def main() -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.rss_config, args.batch, args.official)
         return 0
-    res: dict = {"machine": machine(), "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    res: dict = {"machine": machine(), "load_before": load_average()}
     if not args.skip_speed:
         print("speed:", flush=True)
         res["speed"] = speed(args.seconds, args.rounds, [int(b) for b in args.batches.split(",")], args.threads)
     if not args.skip_rss:
         print("memory:", flush=True)
         res["memory"] = memory(args.long, 10.0, args.rss_config, args.batch)
-    res["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    res["load_after"] = load_average()
     cmd = "python " + " ".join(["bench/bench_extract.py", *sys.argv[1:]])
     parts = report(res, cmd.replace("python ", ".venv/bin/python ", 1))
     print(json.dumps(res, indent=1))

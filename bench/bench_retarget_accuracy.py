@@ -81,7 +81,7 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     (head-motion removal, calibration, neutral frame, bounded solve), no network involved."""
     from blender_fomm.calibration import POSE_NAMES, camera_view, face_region, pose_views
     from ml_core.extraction import choose_reference_frame
-    from ml_core.retarget import Calibration, solve_weights
+    from ml_core.retarget import Calibration, SolveOptions, solve_weights
     from tools.synth.render import landmark_world, project_points
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -114,8 +114,49 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     )
     values = np.asarray(gt["landmarks"], dtype=np.float64)
     ref = choose_reference_frame(values.astype(np.float32))
-    res = solve_weights(calib, values, None, ref)
+    res = solve_weights(calib, values, None, ref, options=SolveOptions())  # the Bake panel's defaults
     return {sid: res.weights[:, i] for i, sid in enumerate(CURVE_IDS)}
+
+
+def print_tables(per_seed: dict, seeds: list[int], cameras: list[str], out: Path) -> None:
+    """The Markdown tables of RESULTS.md: r per shape key, seed and calibration camera; head motion r per seed.
+    Writes each camera's pooled r to ``out/summary_CAMERA.json``."""
+    for cam in ["oracle", *cameras]:
+        title = "oracle keypoints (ground-truth landmarks; no network)" if cam == "oracle" else cam
+        print(f"\nCalibration camera: {title}\n")
+        print("| shape key | " + " | ".join(f"r seed {s}" for s in seeds) + " | r pooled |")
+        print("|---|" + "---|" * (len(seeds) + 1))
+        summary = {}
+        for sid in CURVE_IDS:
+            rs = [pearson(per_seed[s]["baked"][cam][sid], per_seed[s]["gt"][sid]) for s in seeds]
+            pooled = pearson(
+                np.concatenate([per_seed[s]["baked"][cam][sid] for s in seeds]),
+                np.concatenate([per_seed[s]["gt"][sid] for s in seeds]),
+            )
+            summary[sid] = pooled
+            print(f"| {sid} | " + " | ".join(f"{r:.3f}" for r in rs) + f" | {pooled:.3f} |")
+        (out / f"summary_{cam}.json").write_text(json.dumps(summary, indent=1))
+    print(
+        "\n| head motion (clip similarity vs ground truth) | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " |"
+    )
+    print("|---|" + "---|" * len(seeds))
+    print(
+        "| roll r (angle about the view axis) | "
+        + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in seeds)
+        + " |"
+    )
+    print(
+        "| roll r, oracle keypoints | "
+        + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in seeds)
+        + " |"
+    )
+    print(
+        "| yaw vs horizontal shift r | "
+        + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in seeds)
+        + " |"
+    )
 
 
 def main() -> int:
@@ -170,42 +211,7 @@ def main() -> int:
         f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; "
         f"{time.perf_counter() - t0:.0f} s"
     )
-    for cam in ["oracle", *args.cameras]:
-        title = "oracle keypoints (ground-truth landmarks; no network)" if cam == "oracle" else cam
-        print(f"\nCalibration camera: {title}\n")
-        print("| shape key | " + " | ".join(f"r seed {s}" for s in args.seeds) + " | r pooled |")
-        print("|---|" + "---|" * (len(args.seeds) + 1))
-        summary = {}
-        for sid in CURVE_IDS:
-            rs = [pearson(per_seed[s]["baked"][cam][sid], per_seed[s]["gt"][sid]) for s in args.seeds]
-            pooled = pearson(
-                np.concatenate([per_seed[s]["baked"][cam][sid] for s in args.seeds]),
-                np.concatenate([per_seed[s]["gt"][sid] for s in args.seeds]),
-            )
-            summary[sid] = pooled
-            print(f"| {sid} | " + " | ".join(f"{r:.3f}" for r in rs) + f" | {pooled:.3f} |")
-        (args.out / f"summary_{cam}.json").write_text(json.dumps(summary, indent=1))
-    print(
-        "\n| head motion (clip similarity vs ground truth) | "
-        + " | ".join(f"seed {s}" for s in args.seeds)
-        + " |"
-    )
-    print("|---|" + "---|" * len(args.seeds))
-    print(
-        "| roll r (angle about the view axis) | "
-        + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in args.seeds)
-        + " |"
-    )
-    print(
-        "| roll r, oracle keypoints | "
-        + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in args.seeds)
-        + " |"
-    )
-    print(
-        "| yaw vs horizontal shift r | "
-        + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in args.seeds)
-        + " |"
-    )
+    print_tables(per_seed, args.seeds, args.cameras, args.out)
     return 0
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import bpy
@@ -21,7 +21,15 @@ import numpy as np
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
-from ml_core.retarget import HeadMotion, manual_weights, remove_head_motion, solve_weights
+from ml_core.jobs import AnimateJob, AnimateOptions, DetectImagesJob, ExtractJob, ExtractOptions, ProbeJob
+from ml_core.retarget import (
+    HeadMotion,
+    SolveOptions,
+    manual_weights,
+    remove_head_motion,
+    smooth_weights,
+    solve_weights,
+)
 
 from . import bones, calibration, preview, shapekeys
 from .prefs import WorkerSettings, worker_settings
@@ -29,7 +37,9 @@ from .prefs import WorkerSettings, worker_settings
 
 @dataclass
 class Step:
-    """A worker ``job`` (None: nothing to run) and the main-thread ``finish(result) -> report line``."""
+    """A worker ``job`` (None: nothing to run) and the main-thread ``finish(result) -> report line``.
+
+    ``job`` is an :mod:`ml_core.jobs` dataclass as its JSON object (``Job.to_dict()``): checked when it was made."""
 
     job: dict | None
     finish: Callable[[dict | None], str]
@@ -101,7 +111,7 @@ def _clip_id(path: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def extract_options(s) -> dict:
+def extract_options(s) -> ExtractOptions:
     if s.crop_mode == "BOX":
         if s.crop_size <= 0:
             raise FommError("the crop box needs a size above 0 pixels")
@@ -110,14 +120,14 @@ def extract_options(s) -> dict:
         crop = s.crop_mode.lower()
     if s.video_end and s.video_end < s.video_start:
         raise FommError(f"the video's end frame {s.video_end} is before its start frame {s.video_start}")
-    return {
-        "crop": crop,
-        "start": s.video_start or None,
-        "end": (s.video_end + 1) if s.video_end else None,
-        "step": s.video_step,
-        "reference_frame": "auto" if s.reference_mode == "AUTO" else int(s.reference_frame),
-        "smooth": None if s.smoothing == "NONE" else {},
-    }
+    return ExtractOptions(
+        crop=crop,
+        start=s.video_start or None,
+        end=(s.video_end + 1) if s.video_end else None,
+        step=s.video_step,
+        reference_frame="auto" if s.reference_mode == "AUTO" else int(s.reference_frame),
+        smooth=None if s.smoothing == "NONE" else {},
+    )
 
 
 def extract_step(scene, ws: WorkerSettings | None = None) -> Step:
@@ -130,10 +140,10 @@ def extract_step(scene, ws: WorkerSettings | None = None) -> Step:
         raise FommError(f"video not found: {video}")
     opts = extract_options(s)
     st = os.stat(video)
-    ident = json.dumps([video, st.st_size, st.st_mtime_ns, opts, ws.model_identity()], sort_keys=True)
+    ident = json.dumps([video, st.st_size, st.st_mtime_ns, asdict(opts), ws.model_identity()], sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     out = ws.cache_dir / "clips" / f"{Path(video).stem}-{digest}.npz"
-    job = {"kind": "extract", "video": video, "output": str(out), **ws.model_keys(), "options": opts}
+    job = ExtractJob(video=video, output=str(out), **ws.model_keys(), options=opts).to_dict()
     scene_name = scene.name
 
     def finish(result: dict | None) -> str:
@@ -179,12 +189,7 @@ def calibration_job(plan: CalibrationPlan, ws: WorkerSettings) -> dict:
     obj = bpy.data.objects[plan.obj_name]
     images = calibration.render_calibration(obj, plan.names, plan.view, plan.folder / "renders", plan.size)
     out = plan.folder / calibration.DETECTIONS_FILE
-    return {
-        "kind": "detect-images",
-        "images": [str(p) for p in images],
-        "output": str(out),
-        **ws.model_keys(),
-    }
+    return DetectImagesJob(images=[str(p) for p in images], output=str(out), **ws.model_keys()).to_dict()
 
 
 def finish_calibration(plan: CalibrationPlan, result: dict | None):
@@ -242,6 +247,21 @@ def _check_same_model(calib, clip: MotionClip, *, stale_ok: bool = False) -> Non
         )
 
 
+# The Bake panel's solve settings: scene.fomm properties named like the SolveOptions fields (use_poses is not shown)
+PANEL_SOLVE_SETTINGS = tuple(f.name for f in fields(SolveOptions) if f.name != "use_poses")
+
+
+def solve_options(s) -> SolveOptions:
+    """The solve's settings from the Bake panel (``scene.fomm``)."""
+    return SolveOptions(**{name: getattr(s, name) for name in PANEL_SOLVE_SETTINGS})
+
+
+def set_solve_options(s, options: SolveOptions) -> None:
+    """Set the Bake panel's solve settings (``scene.fomm``) from ``options`` (scripts: the demo, benchmarks)."""
+    for name in PANEL_SOLVE_SETTINGS:
+        setattr(s, name, getattr(options, name))
+
+
 def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
     s = scene.fomm
     obj = s.target_object
@@ -254,12 +274,7 @@ def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
         clip.jacobians if clip.has_jacobians else None,
         clip.reference_frame,
         keys=names,
-        regularization=s.regularization,
-        jacobian_weight=s.jacobian_weight,
-        adapt_scale=s.adapt_scale,
-        remove_head=s.remove_head,
-        auto_neutral=s.auto_neutral,
-        smooth_sigma=s.smooth_sigma,
+        options=solve_options(s),
     )
     frames, w = shapekeys.clip_to_frames(clip.times, res.weights, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
@@ -284,10 +299,7 @@ def bake_manual(scene, clip: MotionClip) -> str:
     shapekeys.target_key(obj, names)
     mapping = [(m.keypoint, 0 if m.axis == "X" else 1, m.gain) for m in s.mappings]
     w = manual_weights(clip.values, clip.reference_frame, mapping, remove_head=s.remove_head)
-    if s.smooth_sigma > 0:
-        from scipy.ndimage import gaussian_filter1d
-
-        w = np.clip(gaussian_filter1d(w, s.smooth_sigma, axis=0, mode="nearest"), 0, 1)
+    w = smooth_weights(w, s.smooth_sigma)
     frames, w = shapekeys.clip_to_frames(clip.times, w, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
     return _bake_line(f"{len(names)} shape keys (manual)", len(frames), report)
@@ -393,7 +405,8 @@ def resampled_clip(clip: MotionClip, scene, path: Path) -> int:
     frames, vals = shapekeys.clip_to_frames(t, packed, scene, 0)
     m, k = len(frames), clip.num_kp
     ref_time = t[clip.reference_frame] - t[0]
-    out = MotionClip(
+    out = replace(  # every other field (model hashes, crop, smoothing, ...) carries over as it is
+        clip,
         values=vals[:, : 2 * k].reshape(m, k, 2),
         jacobians=vals[:, 2 * k :].reshape(m, k, 2, 2)
         if clip.has_jacobians
@@ -401,15 +414,6 @@ def resampled_clip(clip: MotionClip, scene, path: Path) -> int:
         fps=fps,
         frame_indices=np.arange(m),
         reference_frame=int(min(m - 1, round(ref_time * fps))),
-        crop_box=clip.crop_box,
-        video_size=clip.video_size,
-        num_kp=k,
-        image_size=clip.image_size,
-        config_hash=clip.config_hash,
-        checkpoint_hash=clip.checkpoint_hash,
-        has_jacobians=clip.has_jacobians,
-        source_path=clip.source_path,
-        crop_mode=clip.crop_mode,
         notes=(*clip.notes, f"resampled to {fps:g} fps for the preview"),
     )
     out.save(path)
@@ -445,14 +449,13 @@ def neural_preview_step(scene, ws: WorkerSettings | None = None) -> Step:
     driving = folder / "driving.npz"
     resampled_clip(clip, scene, driving)
     out = folder / "frames"
-    job = {
-        "kind": "animate",
-        "source": source,
-        "clip": str(driving),
-        "output": str(out) + os.sep,
+    job = AnimateJob(
+        source=source,
+        clip=str(driving),
+        output=str(out) + os.sep,
         **ws.model_keys(),
-        "options": {"mode": s.preview_mode},
-    }
+        options=AnimateOptions(mode=s.preview_mode),
+    ).to_dict()
     scene_name = scene.name
     obj_name = obj.name if obj is not None else None
     start = s.start_frame
@@ -485,4 +488,4 @@ def check_worker_step() -> Step:
             f"devices {', '.join(result['devices'])}"
         )
 
-    return Step({"kind": "probe"}, finish, "Checking the worker")
+    return Step(ProbeJob().to_dict(), finish, "Checking the worker")

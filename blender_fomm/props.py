@@ -14,6 +14,10 @@ from bpy.props import (
     StringProperty,
 )
 
+from ml_core.retarget import SolveOptions
+
+SOLVE = SolveOptions()  # the solve's defaults: the Bake panel starts from these
+
 
 def _is_mesh(_self, obj) -> bool:
     return obj.type == "MESH"
@@ -152,7 +156,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     mappings_index: IntProperty()
     regularization: FloatProperty(
         name="Regularisation",
-        default=0.1,
+        default=SOLVE.regularization,
         min=0.0,
         soft_max=1.0,
         precision=4,
@@ -160,30 +164,30 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     )
     jacobian_weight: FloatProperty(
         name="Jacobian Weight",
-        default=0.5,
+        default=SOLVE.jacobian_weight,
         min=0.0,
         soft_max=2.0,
         description="How much the keypoints' local rotation/stretch counts against their motion",
     )
     remove_head: BoolProperty(
         name="Remove Head Motion",
-        default=True,
+        default=SOLVE.remove_head,
         description="Solve expressions only (head motion goes to bones)",
     )
     auto_neutral: BoolProperty(
         name="Find Neutral Frame",
-        default=True,
+        default=SOLVE.auto_neutral,
         description="Measure motion from the clip's most neutral frame as the calibration sees it "
         "(off: from the clip's reference frame)",
     )
     adapt_scale: BoolProperty(
         name="Adapt Movement Scale",
-        default=True,
+        default=SOLVE.adapt_scale,
         description="Scale motion by the size of the character's face against the performer's",
     )
     smooth_sigma: FloatProperty(
         name="Smooth",
-        default=0.0,
+        default=SOLVE.smooth_sigma,
         min=0.0,
         soft_max=5.0,
         description="Gaussian smoothing of the weights (frames)",

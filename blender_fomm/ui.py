@@ -21,10 +21,7 @@ def draw_job(layout, context, kinds: set[str]) -> bool:
     if not (job.running and job.kind in kinds):
         return False
     box = layout.box()
-    if hasattr(box, "progress"):  # Blender 4.0+
-        box.progress(factor=job.progress, type="BAR", text=job.message or "working...")
-    else:  # pragma: no cover - older Blender
-        box.label(text=f"{job.message} {int(100 * job.progress)}%")
+    box.progress(factor=job.progress, type="BAR", text=job.message or "working...")  # every supported Blender (4.4+)
     box.operator("fomm.cancel", icon="CANCEL")
     return True
 

@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     _stage(bar, "building the target character")
     bpy.ops.wm.read_homefile(use_empty=True)
     import blender_fomm
+    from blender_fomm import pipeline
+    from ml_core.retarget import SolveOptions
     from tools.synth import render as synth_render
 
     blender_fomm.register()
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # The performance starts on a neutral face and the clip's reference is frame 0 (as an animator would set it in
     # the Source panel), so the solve uses that reference instead of searching the clip for a neutral frame (the
     # panel's default, --auto-neutral here: jaw r 0.90 against 0.96 from frame 0 for driver 104; bench/RESULTS.md).
-    s.auto_neutral = bool(args.auto_neutral)
+    pipeline.set_solve_options(s, SolveOptions(auto_neutral=bool(args.auto_neutral)))
     bar.update()
 
     _stage(bar, "calibrating and baking shape keys")

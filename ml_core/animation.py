@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,8 +42,13 @@ from ml_core.errors import Cancelled, FommError
 from ml_core.extraction import check_bf16
 from ml_core.fileio import atomic_path
 from ml_core.framing import FaceDetector, crop_square, face_box_from_detections, full_frame_box, user_box
-from ml_core.motion import movement_scale, relative_motion
+from ml_core.geometry import movement_scale
+from ml_core.jobs import DTYPES, MODES
+from ml_core.motion import first_values, relative_motion
 from ml_core.video import VideoReader, VideoWriter, read_image, to_rgb
+
+if TYPE_CHECKING:
+    from ml_core.model import ModelBundle
 
 __all__ = [
     "MODES",
@@ -59,8 +64,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int | None], None]
-MODES = ("relative", "absolute")
-DTYPES = ("fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi")
 PNG_PREFIX = "preview_"
 MAX_BATCH = 512  # frames rendered at once (memory grows with it; more gains no speed)
@@ -112,7 +115,7 @@ def _source_tensor(source: Any, size: int, crop: str | Sequence[int], log: Calla
     return torch.from_numpy(framed).permute(2, 0, 1)[None].float().div_(255.0).contiguous()
 
 
-def _resolve_clip(clip_or_video: Any, bundle: Any, extract_options: dict | None,
+def _resolve_clip(clip_or_video: Any, bundle: ModelBundle, extract_options: dict | None,
                   cancel: Callable[[], bool] | None) -> tuple[MotionClip, str | None]:
     """(clip, path of its driving video or None). A video is extracted first with ``bundle``."""
     if isinstance(clip_or_video, MotionClip):
@@ -134,7 +137,7 @@ def _resolve_clip(clip_or_video: Any, bundle: Any, extract_options: dict | None,
     return extract(path, model=bundle, **opts), str(path)
 
 
-def check_compatible(clip: MotionClip, bundle: Any, strict: bool = False) -> list[str]:
+def check_compatible(clip: MotionClip, bundle: ModelBundle, strict: bool = False) -> list[str]:
     """Refuse a clip the model cannot be driven by; return warnings (raised instead when ``strict``)."""
     if clip.num_frames == 0:
         raise FommError("the motion clip has no frames: extract it again")
@@ -216,7 +219,7 @@ def _res_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # conv1 hol
     return self.conv2(F.relu_(self.conv1(F.relu_(self.norm1(x))))).add_(x)
 
 
-def inference_generator(bundle: Any) -> nn.Module:
+def inference_generator(bundle: ModelBundle) -> nn.Module:
     """A private copy of the bundle's generator for inference (the bundle is left untouched).
 
     Every eval-mode batch norm that follows a convolution is folded into it (conv-BN-ReLU blocks, and the second
@@ -279,7 +282,7 @@ def _check_options(mode: str, dtype: str, batch_size: Any) -> None:
                         "tens of gigabytes; give a smaller --batch")
 
 
-def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: str = "relative",
+def iter_animation_batches(bundle: ModelBundle, source: Any, clip: MotionClip, *, mode: str = "relative",
                            adapt_movement_scale: bool = True, batch_size: int = 8, dtype: str = "fp32",
                            crop: str | Sequence[int] = "full", cancel: Callable[[], bool] | None = None,
                            generator: nn.Module | None = None, log: Callable[[str], None] | None = None
@@ -318,7 +321,7 @@ def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: 
         kp_init = {"value": values[ref : ref + 1]}
         if jacobians is not None:
             kp_init["jacobian"] = jacobians[ref : ref + 1]
-        scale = movement_scale(kp_src, kp_init) if adapt_movement_scale else 1.0
+        scale = movement_scale(first_values(kp_src), first_values(kp_init)) if adapt_movement_scale else 1.0
 
     total = clip.num_frames
     for start in range(0, total, int(batch_size)):
@@ -342,7 +345,7 @@ def iter_animation_batches(bundle: Any, source: Any, clip: MotionClip, *, mode: 
         yield np.ascontiguousarray(frames)
 
 
-def iter_animation(bundle: Any, source: Any, clip: MotionClip, **kwargs: Any) -> Iterator[np.ndarray]:
+def iter_animation(bundle: ModelBundle, source: Any, clip: MotionClip, **kwargs: Any) -> Iterator[np.ndarray]:
     """Like :func:`iter_animation_batches`, one float32 [S,S,3] frame at a time."""
     for batch in iter_animation_batches(bundle, source, clip, **kwargs):
         yield from batch
@@ -515,7 +518,7 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionClip | str | os.PathLike,
-            output: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, model: Any = None,
+            output: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, model: ModelBundle | None = None,
             checkpoint: str | os.PathLike | None = None, config: str | os.PathLike | dict | None = None,
             mode: str = "relative", adapt_movement_scale: bool = True, device: str = "cpu", batch_size: int = 8,
             dtype: str = "fp32", review: str | os.PathLike | None = None, fps: float | None = None,

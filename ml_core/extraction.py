@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -38,7 +38,11 @@ from ml_core.framing import (
     user_box,
 )
 from ml_core.geometry import fit_similarity_batch
+from ml_core.jobs import DTYPES
 from ml_core.video import VideoReader, sample_frames
+
+if TYPE_CHECKING:
+    from ml_core.model import ModelBundle
 
 __all__ = [
     "Cancelled",
@@ -51,7 +55,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int | None], None]
-DTYPES = ("fp32", "bf16")
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
 SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
@@ -173,7 +176,7 @@ def _infer(
 
 
 def detect(
-    bundle: Any, frames: np.ndarray, batch_size: int = 16, *, dtype: str = "fp32"
+    bundle: ModelBundle, frames: np.ndarray, batch_size: int = 16, *, dtype: str = "fp32"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of square RGB uint8 ``frames`` [N,S,S,3] (any S; resized with cv2.INTER_AREA).
 
@@ -451,7 +454,7 @@ def _check_options(
 
 
 def _detect_all(
-    reader: VideoReader, bundle: Any, box: CropBox, batch_size: int, dtype: str,
+    reader: VideoReader, bundle: ModelBundle, box: CropBox, batch_size: int, dtype: str,
     progress: Progress | None, cancel: Callable[[], bool] | None,
 ) -> tuple[_Trajectories, np.ndarray]:
     """Keypoints of every selected frame, and which frames were blank (a uniform crop: nothing to see)."""

@@ -87,3 +87,13 @@ def convex_hull_area(points: np.ndarray) -> float:
         return float(ConvexHull(pts).volume)  # in 2-D, "volume" is the area
     except QhullError:
         return 0.0
+
+
+def movement_scale(source_values: np.ndarray, driving_initial: np.ndarray) -> float:
+    """The paper's movement-scale adaptation: sqrt of the ratio of the keypoints' convex-hull areas (source over
+    initial driving frame), [K,2] each; 1 where either hull is degenerate (area 1e-12 or less)."""
+    area_d = convex_hull_area(driving_initial)
+    area_s = convex_hull_area(source_values)
+    if area_d <= 1e-12 or area_s <= 1e-12:
+        return 1.0
+    return float(np.sqrt(area_s / area_d))

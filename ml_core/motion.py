@@ -8,20 +8,15 @@ own shape: ``value = (kp_driving - kp_driving_initial) * s + kp_source`` and
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
-from ml_core.geometry import convex_hull_area
+from ml_core.geometry import movement_scale
 
 
-def movement_scale(kp_source: dict, kp_driving_initial: dict) -> float:
-    """The convex-hull movement-scale factor (from the first item of each batch)."""
-    src = convex_hull_area(kp_source["value"][0].detach().float().cpu().numpy())
-    drv = convex_hull_area(kp_driving_initial["value"][0].detach().float().cpu().numpy())
-    if src <= 0 or drv <= 0:
-        return 1.0
-    return math.sqrt(src) / math.sqrt(drv)
+def first_values(kp: dict) -> np.ndarray:
+    """The keypoint values of the first item of a batch, [K,2] float32 numpy (for :func:`movement_scale`)."""
+    return kp["value"][0].detach().float().cpu().numpy()
 
 
 def relative_motion(kp_source: dict, kp_driving: dict, kp_driving_initial: dict, adapt_movement_scale: bool = True,
@@ -29,13 +24,16 @@ def relative_motion(kp_source: dict, kp_driving: dict, kp_driving_initial: dict,
                     scale: float | None = None) -> dict[str, torch.Tensor]:
     """Keypoints to drive ``kp_source`` with; batches broadcast (source/initial of batch 1, driving of batch B).
 
-    ``scale`` overrides the movement-scale factor (e.g. computed once per clip with :func:`movement_scale`).
+    ``scale`` overrides the movement-scale factor (e.g. computed once per clip with
+    :func:`ml_core.geometry.movement_scale`; otherwise it is computed from the first item of each batch).
     """
     out = dict(kp_driving)
     if not use_relative_movement:
         return out
-    if scale is None:
-        scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
+    if scale is None and adapt_movement_scale:
+        scale = movement_scale(first_values(kp_source), first_values(kp_driving_initial))
+    elif scale is None:
+        scale = 1.0
     out["value"] = (kp_driving["value"] - kp_driving_initial["value"]) * scale + kp_source["value"]
     if use_relative_jacobian and kp_driving.get("jacobian") is not None:
         jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))

@@ -4,9 +4,11 @@ Everything Blender needs to turn keypoint trajectories into shape-key weights an
 tested without Blender:
 
 - :func:`remove_head_motion` - the clip's global head motion (a similarity per frame) separated from
-  the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas).
+  the expression; :func:`movement_scale` - the paper's movement-scale adaptation (convex-hull areas, from
+  :mod:`ml_core.geometry`).
 - :class:`Calibration` - each shape key's keypoint/Jacobian response measured on renders of the
-  character; :func:`solve_weights` - per-frame bounded (weights in [0, 1]), regularised least squares.
+  character; :func:`solve_weights` - per-frame bounded (weights in [0, 1]), regularised least squares, with its settings
+  in :class:`SolveOptions` (the one set of defaults).
 - :func:`resample` - clip samples (seconds) to scene frames; :func:`rdp_keep` - Ramer-Douglas-Peucker
   keyframe reduction whose linear interpolation stays within a tolerance of every original sample.
 - :func:`polar_decompose` - Jacobian = rotation @ stretch, for bones.
@@ -20,14 +22,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import lsq_linear
 
 from ml_core.errors import FommError
-from ml_core.geometry import convex_hull_area, fit_similarity, fit_similarity_batch
+from ml_core.geometry import fit_similarity, fit_similarity_batch, movement_scale
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -84,15 +86,6 @@ def remove_head_motion(
         translation=values.mean(axis=1) - ref.mean(axis=0),
     )
     return aligned, aligned_jac, head
-
-
-def movement_scale(source_values: np.ndarray, driving_initial: np.ndarray) -> float:
-    """The paper's movement-scale adaptation: sqrt of the ratio of the keypoints' convex-hull areas."""
-    area_d = convex_hull_area(driving_initial)
-    area_s = convex_hull_area(source_values)
-    if area_d <= 1e-12 or area_s <= 1e-12:
-        return 1.0
-    return float(np.sqrt(area_s / area_d))
 
 
 def relative_jacobians(jacobians: np.ndarray, reference_jacobians: np.ndarray) -> np.ndarray:
@@ -323,6 +316,28 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class SolveOptions:
+    """The settings of :func:`solve_weights`, with the one set of defaults: the Bake panel's properties
+    (``scene.fomm``, same names but ``use_poses``) default to these, and the demo and benchmarks pass them.
+
+    ``regularization`` (relative, see :func:`solve_bounded`) pulls weights towards 0 when the motion does not call
+    for them; ``jacobian_weight`` weighs the keypoints' local rotation/stretch against their motion (0: positions
+    only); ``adapt_scale``: the paper's movement-scale adaptation; ``remove_head``: solve expressions only (False for
+    clips without head motion); ``auto_neutral``: re-choose the neutral sample (:func:`find_neutral`);
+    ``use_poses``: the calibration's out-of-plane head poses as unbounded columns; ``smooth_sigma`` (samples): a
+    Gaussian filter on the weights afterwards (0 = off, :func:`smooth_weights`).
+    """
+
+    regularization: float = 0.1
+    jacobian_weight: float = 0.5
+    adapt_scale: bool = True
+    remove_head: bool = True
+    auto_neutral: bool = True
+    use_poses: bool = True
+    smooth_sigma: float = 0.0
+
+
+@dataclass(frozen=True)
 class SolveResult:
     """``weights`` [T,N] in [0,1] (clip samples x calibration keys), the removed ``head`` motion, the
     per-frame relative ``residual`` (|A w - b| / |b|, 0 where the frame has no motion), the clip sample
@@ -392,7 +407,7 @@ def _lambda(basis: np.ndarray, bounded: int, regularization: float) -> float:
 def solve_bounded(
     basis: np.ndarray,
     targets: np.ndarray,
-    regularization: float = 0.01,
+    regularization: float = SolveOptions.regularization,
     *,
     free: int = 0,
     progress: Progress | None = None,
@@ -486,6 +501,13 @@ def find_neutral(
     return int(np.argmin(score))
 
 
+def smooth_weights(weights: np.ndarray, sigma: float) -> np.ndarray:
+    """Weights [T,N] low-passed along time by a Gaussian of ``sigma`` samples and kept in [0, 1] (0: unchanged)."""
+    if sigma <= 0 or len(weights) < 2:
+        return weights
+    return np.clip(gaussian_filter1d(weights, sigma, axis=0, mode="nearest"), 0.0, 1.0)
+
+
 def solve_weights(
     calibration: Calibration,
     values: np.ndarray,
@@ -493,26 +515,22 @@ def solve_weights(
     reference: int = 0,
     *,
     keys: Sequence[str] | None = None,
-    regularization: float = 0.1,
-    jacobian_weight: float = 0.5,
-    adapt_scale: bool = True,
-    remove_head: bool = True,
-    auto_neutral: bool = True,
-    use_poses: bool = True,
-    smooth_sigma: float = 0.0,
+    options: SolveOptions | None = None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    **settings: float | bool,
 ) -> SolveResult:
     """Shape-key weights per clip sample from keypoint motion, through the calibration.
 
-    ``keys`` restricts the solve to some calibrated keys (default all). With ``auto_neutral`` the
-    reference (neutral) sample is re-chosen as the one the calibration finds most neutral
-    (:func:`find_neutral`), since relative motion needs a neutral reference and the clip's may not
-    be one. ``use_poses`` adds the calibration's out-of-plane head poses as unbounded columns.
-    ``smooth_sigma`` (samples) applies a Gaussian filter to the weights afterwards (0 = off).
-    ``remove_head=False`` is for clips without head motion (a fixed camera on a fixed head): the solve
-    is then exactly linear. See :func:`clip_features` and :func:`solve_bounded` for the steps.
+    ``options`` (default :class:`SolveOptions()`) are the solve's settings; keyword ``settings`` override single
+    ones by name (``regularization=1e-8``; an unknown name is a TypeError). ``keys`` restricts the solve to some
+    calibrated keys (default all). With ``auto_neutral`` the reference (neutral) sample is re-chosen as the one
+    the calibration finds most neutral (:func:`find_neutral`), since relative motion needs a neutral reference and
+    the clip's may not be one. ``remove_head=False`` is for clips without head motion (a fixed camera on a fixed
+    head): the solve is then exactly linear. See :func:`clip_features` and :func:`solve_bounded` for the steps.
     """
+    opts = replace(options or SolveOptions(), **settings)
+    regularization, jacobian_weight, remove_head = opts.regularization, opts.jacobian_weight, opts.remove_head
     names = list(calibration.key_names) if keys is None else list(keys)
     missing = [k for k in names if k not in calibration.key_names]
     if missing:
@@ -527,7 +545,7 @@ def solve_weights(
             values,
             jacobians,
             ref,
-            adapt_scale=adapt_scale,
+            adapt_scale=opts.adapt_scale,
             jacobian_weight=jacobian_weight,
             remove_head=remove_head,
         )
@@ -536,19 +554,19 @@ def solve_weights(
     used_jw = jacobian_weight if feats.shape[1] > 2 * calibration.num_kp else 0.0
     basis = calibration.basis(used_jw, align=remove_head)[:, cols]
     free = 0
-    if use_poses and calibration.pose_names:
+    if opts.use_poses and calibration.pose_names:
         poses = calibration.pose_basis(used_jw, align=remove_head)
         basis = np.concatenate([basis, poses], axis=1)
         free = poses.shape[1]
-    if auto_neutral and len(feats) > 1:
+    if opts.auto_neutral and len(feats) > 1:
         new_ref = find_neutral(basis, feats, free, regularization)
         if new_ref != reference:
             reference = new_ref
             feats, head = features(reference)
     solved = solve_bounded(basis, feats, regularization, free=free, progress=progress, cancel=cancel)
     weights = solved[:, : len(names)]
-    if smooth_sigma > 0 and len(weights) > 1:
-        weights = np.clip(gaussian_filter1d(weights, smooth_sigma, axis=0, mode="nearest"), 0.0, 1.0)
+    if opts.smooth_sigma > 0 and len(weights) > 1:
+        weights = smooth_weights(weights, opts.smooth_sigma)
         solved = np.concatenate([weights, solved[:, len(names) :]], axis=1)
     norm = np.linalg.norm(feats, axis=1)
     err = np.linalg.norm(solved @ basis.T - feats, axis=1)

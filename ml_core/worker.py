@@ -13,19 +13,16 @@ the ml_core APIs and reports on stdout, one JSON object per line (nothing else i
 Cancelling: SIGTERM or SIGINT; or, with ``--watch-stdin``, a line ``cancel`` on stdin or stdin closing
 (the add-on dies -> the worker stops; this also works on Windows, where SIGTERM cannot be caught).
 Every output is written through :func:`ml_core.fileio.atomic_path`: a cancelled or failed job leaves
-nothing behind. Job schema (JSON object):
+nothing behind. The jobs, their fields and options are the dataclasses of :mod:`ml_core.jobs` (JSON:
+``{"kind": KIND, FIELD: VALUE, ..., "options": {...}}``), checked there before anything runs:
 
-- ``{"kind": "extract", "video": PATH, "output": CLIP.npz, "checkpoint": PATH|null, "config": PATH|dict|null,
-  "device": "auto|cpu|cuda|mps", "options": {extra keyword arguments of ml_core.extract}}``
-  -> result ``clip``, ``frames``, ``fps``, ``num_kp``, ``reference_frame``
-- ``{"kind": "animate", "source": IMAGE, "clip": CLIP.npz|VIDEO, "output": DIR/|OUT.mp4, ...model keys...,
-  "options": {extra keyword arguments of ml_core.animate}}`` -> result ``output``, ``frames``
-- ``{"kind": "detect-images", "images": [PATH, ...], "output": OUT.npz, ...model keys...}`` -> result
-  ``output``, ``count``, ``num_kp``: the keypoint detector run on still images (calibration renders),
-  each framed to a square like the video frames (no stretching) and resized to the model's input size;
+- ``extract`` (:class:`~ml_core.jobs.ExtractJob`): a driving video into a motion clip;
+- ``animate`` (:class:`~ml_core.jobs.AnimateJob`): the neural preview;
+- ``detect-images`` (:class:`~ml_core.jobs.DetectImagesJob`): the keypoint detector on still images (calibration
+  renders), each framed to a square like the video frames (no stretching) and resized to the model's input size;
   OUT.npz holds ``values`` [N,K,2], ``jacobians`` [N,K,2,2], ``has_jacobians``, ``config_hash``,
-  ``checkpoint_hash``.
-- ``{"kind": "probe"}`` -> result ``python``, ``ml_core``, ``torch`` (null if missing), ``devices``.
+  ``checkpoint_hash``;
+- ``probe`` (:class:`~ml_core.jobs.ProbeJob`): Python, ml_core and torch versions, devices.
 """
 
 from __future__ import annotations
@@ -38,17 +35,20 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from ml_core.errors import FommError
 from ml_core.fileio import atomic_path
+from ml_core.jobs import AnimateJob, DetectImagesJob, ExtractJob, Job, ModelJob, ProbeJob, job_from_json
+
+if TYPE_CHECKING:
+    from ml_core.model import ModelBundle
 
 Emit = Callable[[dict], None]
-KINDS = ("extract", "animate", "detect-images", "probe")
-_MODEL_KEYS = ("checkpoint", "config", "device")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -56,33 +56,12 @@ _MODEL_KEYS = ("checkpoint", "config", "device")
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_job(text: str) -> dict:
-    """A job from its JSON text, checked for the keys its kind needs."""
-    try:
-        job = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FommError(f"the worker job is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(job, dict):
-        raise FommError("the worker job must be a JSON object")
-    kind = job.get("kind")
-    if kind not in KINDS:
-        raise FommError(f"unknown worker job kind {kind!r}: use one of {', '.join(KINDS)}")
-    need = {
-        "extract": ("video", "output"),
-        "animate": ("source", "clip", "output"),
-        "detect-images": ("images", "output"),
-        "probe": (),
-    }
-    missing = [k for k in need[kind] if not job.get(k)]
-    if missing:
-        raise FommError(f"the {kind} job is missing {', '.join(missing)}")
-    opts = job.get("options", {})
-    if not isinstance(opts, dict):
-        raise FommError("the job's options must be a JSON object")
-    return job
+def parse_job(text: str) -> Job:
+    """A job from its JSON text, checked (:func:`ml_core.jobs.job_from_json`)."""
+    return job_from_json(text)
 
 
-def read_job(source: str, stdin: IO[str] | None = None) -> dict:
+def read_job(source: str, stdin: IO[str] | None = None) -> Job:
     """The job from a file path, or from the first line of stdin when ``source`` is ``-``."""
     if source == "-":
         line = (stdin or sys.stdin).readline()
@@ -100,27 +79,11 @@ def read_job(source: str, stdin: IO[str] | None = None) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str | None) -> str:
-    """``auto`` -> cuda, mps or cpu, whichever this machine has."""
-    device = (device or "auto").lower()
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _load_bundle(job: dict):
+def _load_bundle(job: ModelJob) -> ModelBundle:
+    """The job's model (``device`` ``auto`` is resolved by :func:`ml_core.model.resolve_device`)."""
     from ml_core import load_model
 
-    return load_model(
-        job.get("checkpoint") or None, job.get("config") or None, device=resolve_device(job.get("device"))
-    )
+    return load_model(job.checkpoint or None, job.config or None, device=job.device.lower())
 
 
 def _progress(emit: Emit, message: str) -> Callable[[int, int | None], None]:
@@ -137,8 +100,8 @@ def _progress(emit: Emit, message: str) -> Callable[[int, int | None], None]:
     return report
 
 
-def run_extract(job: dict, emit: Emit) -> dict:
-    video = Path(job["video"])
+def run_extract(job: ExtractJob, emit: Emit) -> dict:
+    video = Path(job.video)
     if not video.is_file():
         raise FommError(f"video not found: {video}")
     from ml_core import extract
@@ -150,11 +113,11 @@ def run_extract(job: dict, emit: Emit) -> dict:
         model=bundle,
         progress=_progress(emit, "extracting motion"),
         log=lambda line: emit({"event": "log", "message": str(line)}),
-        **job.get("options", {}),
+        **asdict(job.options),
     )
-    clip.save(job["output"])
+    clip.save(job.output)
     return {
-        "clip": str(job["output"]),
+        "clip": str(job.output),
         "frames": int(clip.num_frames),
         "fps": float(clip.fps),
         "num_kp": int(clip.num_kp),
@@ -162,44 +125,40 @@ def run_extract(job: dict, emit: Emit) -> dict:
     }
 
 
-def run_animate(job: dict, emit: Emit) -> dict:
+def run_animate(job: AnimateJob, emit: Emit) -> dict:
     from ml_core import animate
 
     emit({"event": "progress", "done": 0, "total": None, "message": "loading the model"})
     bundle = _load_bundle(job)
     info = animate(
-        job["source"],
-        job["clip"],
-        job["output"],
+        job.source,
+        job.clip,
+        job.output,
         model=bundle,
         progress=_progress(emit, "rendering the preview"),
         log=lambda line: emit({"event": "log", "message": str(line)}),
-        **job.get("options", {}),
+        **asdict(job.options),
     )
-    result: dict[str, Any] = {"output": str(job["output"])}
+    result: dict[str, Any] = {"output": str(job.output)}
     result.update({k: v for k, v in info.items() if k != "output" and isinstance(v, int | float | str | bool)})
     return result
 
 
 def square_frame(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad ``image`` [H,W,3] to a centred square (edge colour, never stretched), resize to ``size``."""
-    import cv2
+    """A calibration render [H,W,3] framed exactly like a video frame extracted with crop ``full``: the whole image
+    centred in a square (the short side padded with black, never stretched), resized to ``size`` (INTER_AREA):
+    :func:`ml_core.framing.crop_square` of :func:`~ml_core.framing.full_frame_box`."""
+    from ml_core.framing import crop_square, full_frame_box
 
     h, w = image.shape[:2]
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    padded = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(padded, (size, size), interpolation=interp)
+    return crop_square(image, full_frame_box(w, h), size)
 
 
-def run_detect_images(job: dict, emit: Emit) -> dict:
+def run_detect_images(job: DetectImagesJob, emit: Emit) -> dict:
     from ml_core.extraction import detect
     from ml_core.video import read_image
 
-    images = job["images"]
-    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        raise FommError("the detect-images job's images must be a list of paths")
+    images = job.images
     emit({"event": "progress", "done": 0, "total": len(images), "message": "loading the model"})
     bundle = _load_bundle(job)
     frames = []
@@ -211,7 +170,7 @@ def run_detect_images(job: dict, emit: Emit) -> dict:
     has_jac = jacobians is not None
     if jacobians is None:
         jacobians = np.broadcast_to(np.eye(2, dtype=np.float32), (*values.shape[:2], 2, 2))
-    with atomic_path(job["output"]) as tmp, open(tmp, "wb") as f:
+    with atomic_path(job.output) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
             values=values,
@@ -220,10 +179,10 @@ def run_detect_images(job: dict, emit: Emit) -> dict:
             config_hash=np.array(str(bundle.config_hash)),
             checkpoint_hash=np.array(str(bundle.checkpoint_hash)),
         )
-    return {"output": str(job["output"]), "count": len(images), "num_kp": int(values.shape[1])}
+    return {"output": str(job.output), "count": len(images), "num_kp": int(values.shape[1])}
 
 
-def run_probe(job: dict, emit: Emit) -> dict:
+def run_probe(job: ProbeJob, emit: Emit) -> dict:
     """What this worker can run: Python, ml_core and torch versions, available devices."""
     import platform
 
@@ -249,7 +208,7 @@ def run_probe(job: dict, emit: Emit) -> dict:
     return result
 
 
-RUNNERS: dict[str, Callable[[dict, Emit], dict]] = {
+RUNNERS: dict[str, Callable[[Any, Emit], dict]] = {
     "probe": run_probe,
     "extract": run_extract,
     "animate": run_animate,
@@ -315,12 +274,12 @@ def serve(job_source: str, *, watch_stdin: bool = False, emit: EventWriter | Non
     _finished.clear()
     try:
         job = read_job(job_source)
-        emit({"event": "start", "kind": job["kind"], "pid": os.getpid()})
+        emit({"event": "start", "kind": job.KIND, "pid": os.getpid()})
         if watch_stdin:
             threading.Thread(target=_watch_stdin, args=(sys.stdin,), daemon=True).start()
-        result = RUNNERS[job["kind"]](job, emit)
+        result = RUNNERS[job.KIND](job, emit)
         _finished.set()
-        emit({"event": "result", "kind": job["kind"], **result})
+        emit({"event": "result", "kind": job.KIND, **result})
         return 0
     except KeyboardInterrupt:
         emit({"event": "cancelled"})

@@ -264,20 +264,53 @@ def train(opts: TrainOptions, progress: Callable[[int, int | None], None] | None
         D.teardown(info)
 
 
-def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read_checkpoint) -> TrainResult:
+def _train(opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo,
+           progress: Callable[[int, int | None], None] | None, cancel: Callable[[], bool] | None,
+           log: Callable[[dict], None] | None, build_model: Callable, read_checkpoint: Callable) -> TrainResult:
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    resume_state = None
-    init_states = None
-    if opts.resume is not None:
-        resume_state = read_train_checkpoint(Path(opts.resume))
-        if resume_state is None:  # a model file (ours or the authors'): fine-tune from its weights
-            init_states = read_checkpoint(opts.resume).states
-        else:
-            saved_cfg = json.loads(resume_state["config_json"])
-            if saved_cfg.get("model_params") != cfg.get("model_params"):
-                raise FommError(f"checkpoint {opts.resume} was trained with different model_params than the given "
-                                "config: resume with the config it was trained with")
+    resume_state, init_states = _read_resume(opts, cfg, read_checkpoint)
+    data = _make_data(opts, cfg, tp, info)
+    modules, use_gan = _build_modules(opts, cfg, tp, device, info, build_model,
+                                      resume_state if resume_state is not None else init_states)
+    start = int(resume_state["iteration"]) if resume_state is not None else 0
+    vgg = load_vgg19(opts.vgg19).to(device) if opts.vgg19 else None
+    num_channels = int(cfg["model_params"]["common_params"].get("num_channels", 3))
+    full = GeneratorFullModel(modules["kp_detector"], modules["generator"], tp, vgg, modules["discriminator"],
+                              num_channels).to(device)
+    disc_full = DiscriminatorFullModel(modules["discriminator"], tp, num_channels).to(device) if use_gan else None
+    optimizers, schedulers = _make_optimizers(modules, tp, use_gan, _milestones(tp, data.total), resume_state)
+    full_run, disc_run = _wrap_distributed(full, disc_full, device, info)
+    run = _Run(opts, cfg, tp, device, info, data, modules, optimizers, schedulers, full_run, disc_run)
+    return run.loop(start, progress, cancel, log)
+
+
+def _read_resume(opts: TrainOptions, cfg: dict, read_checkpoint: Callable) -> tuple[dict | None, dict | None]:
+    """(our resumable checkpoint, or None; the weights of a model file to fine-tune from, or None)."""
+    if opts.resume is None:
+        return None, None
+    resume_state = read_train_checkpoint(Path(opts.resume))
+    if resume_state is None:  # a model file (ours or the authors'): fine-tune from its weights
+        return None, read_checkpoint(opts.resume).states
+    saved_cfg = json.loads(resume_state["config_json"])
+    if saved_cfg.get("model_params") != cfg.get("model_params"):
+        raise FommError(f"checkpoint {opts.resume} was trained with different model_params than the given "
+                        "config: resume with the config it was trained with")
+    return resume_state, None
+
+
+@dataclass
+class _Data:
+    """The training pairs, their sampler and loader, and the iteration budget."""
+
+    dataset: PairDataset
+    sampler: torch.utils.data.DistributedSampler
+    loader: torch.utils.data.DataLoader
+    steps_per_epoch: int
+    total: int
+
+
+def _make_data(opts: TrainOptions, cfg: dict, tp: dict, info: D.DistInfo) -> _Data:
     image_size = int((cfg.get("dataset_params") or {}).get("frame_shape", [256])[0])
     ds_params = cfg.get("dataset_params") or {}
     lm_names = landmark_names_of(tp)
@@ -299,30 +332,21 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, num_workers=0)
     steps_per_epoch = max(1, len(loader))
     total = int(opts.iterations or tp.get("num_iterations") or int(tp.get("num_epochs", 1)) * steps_per_epoch)
+    return _Data(dataset, sampler, loader, steps_per_epoch, total)
 
+
+def _build_modules(opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo,
+                   build_model: Callable, src_states: dict | None) -> tuple[dict[str, nn.Module | None], bool]:
+    """The networks (the same initial weights on every process, or ``src_states``') in train mode; and whether the
+    adversarial terms are on (then the discriminator is built too)."""
     torch.manual_seed(opts.seed)  # the same initial weights on every process
     lw = tp["loss_weights"]
     use_gan = bool(cfg["model_params"].get("discriminator_params")) and float(lw.get("generator_gan", 0) or 0) > 0
     bundle = build_model(cfg, device, align_corners=True, with_discriminator=use_gan)
     modules: dict[str, nn.Module | None] = {"kp_detector": bundle.kp_detector, "generator": bundle.generator,
                                             "discriminator": bundle.discriminator if use_gan else None}
-    start = 0
-    src_states = resume_state if resume_state is not None else init_states
     if src_states is not None:
-        for name, m in modules.items():
-            if m is None:
-                continue
-            if name not in src_states:
-                if name == "discriminator":
-                    continue
-                raise FommError(f"checkpoint {opts.resume} has no '{name}' weights")
-            try:
-                m.load_state_dict(src_states[name], strict=True)
-            except RuntimeError as exc:
-                raise FommError(f"checkpoint {opts.resume} does not fit the config's {name}: "
-                                f"{str(exc).splitlines()[0]}") from None
-    if resume_state is not None:
-        start = int(resume_state["iteration"])
+        _load_states(modules, src_states, opts.resume)
     for m in modules.values():
         if m is not None:
             m.train()
@@ -331,12 +355,27 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
     if info.enabled:
         for name in ("kp_detector", "generator"):
             modules[name] = D.convert_sync_batchnorm(modules[name], device)
+    return modules, use_gan
 
-    vgg = load_vgg19(opts.vgg19).to(device) if opts.vgg19 else None
-    num_channels = int(cfg["model_params"]["common_params"].get("num_channels", 3))
-    full = GeneratorFullModel(modules["kp_detector"], modules["generator"], tp, vgg, modules["discriminator"],
-                              num_channels).to(device)
-    disc_full = DiscriminatorFullModel(modules["discriminator"], tp, num_channels).to(device) if use_gan else None
+
+def _load_states(modules: dict[str, nn.Module | None], src_states: dict, source: Path | None) -> None:
+    for name, m in modules.items():
+        if m is None:
+            continue
+        if name not in src_states:
+            if name == "discriminator":
+                continue
+            raise FommError(f"checkpoint {source} has no '{name}' weights")
+        try:
+            m.load_state_dict(src_states[name], strict=True)
+        except RuntimeError as exc:
+            raise FommError(f"checkpoint {source} does not fit the config's {name}: "
+                            f"{str(exc).splitlines()[0]}") from None
+
+
+def _make_optimizers(modules: dict[str, nn.Module | None], tp: dict, use_gan: bool, milestones: list[int],
+                     resume_state: dict | None) -> tuple[dict[str, torch.optim.Optimizer], dict[str, object]]:
+    """Adam per network (betas 0.5, 0.999) and its step schedule; their saved states when resuming."""
     betas = (0.5, 0.999)
     optimizers = {
         "kp_detector": torch.optim.Adam(modules["kp_detector"].parameters(), lr=float(tp.get("lr_kp_detector", 2e-4)),
@@ -347,7 +386,6 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
     if use_gan:
         optimizers["discriminator"] = torch.optim.Adam(modules["discriminator"].parameters(),
                                                        lr=float(tp.get("lr_discriminator", 2e-4)), betas=betas)
-    milestones = _milestones(tp, total)
     schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for k, o in optimizers.items()}
     if resume_state is not None:
         for k, o in optimizers.items():
@@ -357,101 +395,130 @@ def _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read
             if f"scheduler_{k}" in resume_state:
                 s.load_state_dict(resume_state[f"scheduler_{k}"])
                 s.milestones = Counter(milestones)  # the given config's schedule wins over the saved one
+    return optimizers, schedulers
 
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ids = [device.index] if device.type == "cuda" else None
-        full_run: nn.Module = DDP(full, device_ids=ids)  # buffers (BN statistics) broadcast from rank 0, the default
-        disc_run = DDP(disc_full, device_ids=ids) if disc_full is not None else None
-    else:
-        full_run, disc_run = full, disc_full
+def _wrap_distributed(full: nn.Module, disc_full: nn.Module | None, device: torch.device,
+                      info: D.DistInfo) -> tuple[nn.Module, nn.Module | None]:
+    if not info.enabled:
+        return full, disc_full
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
-    out = Path(opts.out)
-    ckpt_path, model_path, log_path = out / "checkpoint.pt", out / "model.safetensors", out / "log.jsonl"
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    ckpt_every = int(opts.checkpoint_every or tp.get("checkpoint_every_iterations", 0) or max(total // 10, 100))
-    cfg_out = copy.deepcopy(cfg)
-    cfg_out.setdefault("name", Path(str(out)).name)
+    ids = [device.index] if device.type == "cuda" else None
+    full_run: nn.Module = DDP(full, device_ids=ids)  # buffers (BN statistics) broadcast from rank 0, the default
+    disc_run = DDP(disc_full, device_ids=ids) if disc_full is not None else None
+    return full_run, disc_run
 
-    def save(iteration: int) -> None:
+
+class _Run:
+    """One training run's loop: steps, loss logging, checkpoints, cancellation."""
+
+    def __init__(self, opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo, data: _Data,
+                 modules: dict[str, nn.Module | None], optimizers: dict[str, torch.optim.Optimizer],
+                 schedulers: dict[str, object], full_run: nn.Module, disc_run: nn.Module | None) -> None:
+        self.opts, self.cfg, self.device, self.info, self.data = opts, cfg, device, info, data
+        self.modules, self.optimizers, self.schedulers = modules, optimizers, schedulers
+        self.full_run, self.disc_run = full_run, disc_run
+        out = Path(opts.out)
+        self.ckpt_path, self.model_path = out / "checkpoint.pt", out / "model.safetensors"
+        self.log_path = out / "log.jsonl"
         if info.is_main:
-            save_checkpoint(ckpt_path, cfg, iteration, modules, optimizers, schedulers)
-            export_model({k: v for k, v in modules.items()}, cfg_out, model_path, iteration)
+            out.mkdir(parents=True, exist_ok=True)
+        every = opts.checkpoint_every or tp.get("checkpoint_every_iterations", 0)
+        self.ckpt_every = int(every or max(data.total // 10, 100))
+        self.cfg_out = copy.deepcopy(cfg)
+        self.cfg_out.setdefault("name", Path(str(out)).name)
 
-    it = start
-    sums: dict[str, float] = {}
-    n_sums = 0
-    last: dict[str, float] = {}
-    t0 = time.time()
-    interrupted = False
-    if progress is not None and info.is_main:
-        progress(it, total)
-    try:
-        epoch = it // steps_per_epoch
-        while it < total:
-            sampler.set_epoch(epoch)
-            dataset.reseed(opts.seed, info.rank, epoch)
-            torch.manual_seed(opts.seed * 1000003 + epoch * 101 + info.rank)
-            for batch_data in loader:
-                if it >= total:
+    def save(self, iteration: int) -> None:
+        if self.info.is_main:
+            save_checkpoint(self.ckpt_path, self.cfg, iteration, self.modules, self.optimizers, self.schedulers)
+            export_model({k: v for k, v in self.modules.items()}, self.cfg_out, self.model_path, iteration)
+
+    def step(self, batch_data: dict[str, torch.Tensor], it: int) -> dict[str, float]:
+        """One optimisation step (generator side, then the discriminator's); the losses' values."""
+        opts, optimizers = self.opts, self.optimizers
+        bd = {k: v.to(self.device, non_blocking=True) for k, v in batch_data.items()}
+        if opts.channels_last:
+            for k in ("source", "driving"):
+                bd[k] = bd[k].contiguous(memory_format=torch.channels_last)
+        losses, generated = self.full_run(bd["source"], bd["driving"], bd["landmarks_source"],
+                                          bd["landmarks_driving"], bd["landmarks_valid"])
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FommError(f"training diverged at iteration {it + 1} (loss {float(loss.detach())}): lower the "
+                            "learning rates or resume from the last checkpoint")
+        for k in ("kp_detector", "generator"):
+            optimizers[k].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers["generator"].step()
+        optimizers["kp_detector"].step()
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if self.disc_run is not None:
+            optimizers["discriminator"].zero_grad(set_to_none=True)
+            loss_d = self.disc_run(bd["driving"], generated["prediction"], generated["kp_driving"])
+            loss_d.backward()
+            optimizers["discriminator"].step()
+            values["discriminator_gan"] = float(loss_d.detach())
+        for s in self.schedulers.values():
+            s.step()
+        return values
+
+    def write_log(self, it: int, epoch: int, means: dict[str, float], t0: float,
+                  log: Callable[[dict], None] | None) -> None:
+        record = {"iteration": it, "epoch": epoch, "elapsed_s": round(time.time() - t0, 2),
+                  "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
+                  "total": sum(means.values()), **means}
+        if self.info.is_main:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            if log is not None:
+                log(record)
+
+    def loop(self, start: int, progress: Callable[[int, int | None], None] | None,
+             cancel: Callable[[], bool] | None, log: Callable[[dict], None] | None) -> TrainResult:
+        opts, info, data = self.opts, self.info, self.data
+        total = data.total
+        it = start
+        sums: dict[str, float] = {}
+        n_sums = 0
+        last: dict[str, float] = {}
+        t0 = time.time()
+        interrupted = False
+        if progress is not None and info.is_main:
+            progress(it, total)
+        try:
+            epoch = it // data.steps_per_epoch
+            while it < total:
+                data.sampler.set_epoch(epoch)
+                data.dataset.reseed(opts.seed, info.rank, epoch)
+                torch.manual_seed(opts.seed * 1000003 + epoch * 101 + info.rank)
+                for batch_data in data.loader:
+                    if it >= total:
+                        break
+                    values = self.step(batch_data, it)
+                    it += 1
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_sums += 1
+                    if it % opts.log_every == 0 or it == total:
+                        last = D.all_reduce_mean({k: v / n_sums for k, v in sums.items()}, info, self.device)
+                        self.write_log(it, epoch, last, t0, log)
+                        sums, n_sums = {}, 0
+                    if progress is not None and info.is_main:
+                        progress(it, total)
+                    if it % self.ckpt_every == 0 and it < total:
+                        self.save(it)
+                    if cancel is not None and cancel():
+                        interrupted = True
+                        break
+                if interrupted:
                     break
-                bd = {k: v.to(device, non_blocking=True) for k, v in batch_data.items()}
-                if opts.channels_last:
-                    for k in ("source", "driving"):
-                        bd[k] = bd[k].contiguous(memory_format=torch.channels_last)
-                losses, generated = full_run(bd["source"], bd["driving"], bd["landmarks_source"],
-                                             bd["landmarks_driving"], bd["landmarks_valid"])
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise FommError(f"training diverged at iteration {it + 1} (loss {float(loss.detach())}): lower the "
-                                    "learning rates or resume from the last checkpoint")
-                for k in ("kp_detector", "generator"):
-                    optimizers[k].zero_grad(set_to_none=True)
-                loss.backward()
-                optimizers["generator"].step()
-                optimizers["kp_detector"].step()
-                values = {k: float(v.detach()) for k, v in losses.items()}
-                if disc_run is not None:
-                    optimizers["discriminator"].zero_grad(set_to_none=True)
-                    loss_d = disc_run(bd["driving"], generated["prediction"], generated["kp_driving"])
-                    loss_d.backward()
-                    optimizers["discriminator"].step()
-                    values["discriminator_gan"] = float(loss_d.detach())
-                for s in schedulers.values():
-                    s.step()
-                it += 1
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_sums += 1
-                if it % opts.log_every == 0 or it == total:
-                    means = D.all_reduce_mean({k: v / n_sums for k, v in sums.items()}, info, device)
-                    last = means
-                    record = {"iteration": it, "epoch": epoch, "elapsed_s": round(time.time() - t0, 2),
-                              "lr_generator": optimizers["generator"].param_groups[0]["lr"],
-                              "total": sum(means.values()), **means}
-                    if info.is_main:
-                        with open(log_path, "a", encoding="utf-8") as f:
-                            f.write(json.dumps(record) + "\n")
-                        if log is not None:
-                            log(record)
-                    sums, n_sums = {}, 0
-                if progress is not None and info.is_main:
-                    progress(it, total)
-                if it % ckpt_every == 0 and it < total:
-                    save(it)
-                if cancel is not None and cancel():
-                    interrupted = True
-                    break
-            if interrupted:
-                break
-            epoch += 1
-    except KeyboardInterrupt:
-        save(it)
-        raise
-    save(it)
-    return TrainResult(it, ckpt_path, model_path, last, interrupted)
+                epoch += 1
+        except KeyboardInterrupt:
+            self.save(it)
+            raise
+        self.save(it)
+        return TrainResult(it, self.ckpt_path, self.model_path, last, interrupted)
 
 
 def default_run_dir(config_path: str | os.PathLike | None) -> Path:

@@ -484,3 +484,24 @@ def test_cancel_reports_nothing_changed(addon, driving_video, capfd):
     assert "Traceback" not in captured.out + captured.err
     assert _snapshot() == before and s.clip_path == ""
     assert (sorted(p.name for p in clips.iterdir()) if clips.is_dir() else []) == had
+
+
+def test_a_job_out_of_bounds_is_refused_before_a_worker_starts(driving_video):
+    """The add-on builds its jobs with ml_core.jobs: a step the worker would refuse is refused here, in one line."""
+    s = bpy.context.scene.fomm
+    s.video_path = str(driving_video)
+    s.video_step = 5000
+    _refused(bpy.ops.fomm.extract_motion, "the extract job's option step must be between 1 and 1000, got 5000")
+
+
+def test_the_jobs_the_addon_builds_parse_in_the_worker(driving_video):
+    """Each job the pipeline builds is the JSON object of an ml_core.jobs dataclass, read back unchanged."""
+    from ml_core.jobs import ExtractJob, ProbeJob, job_from_dict
+
+    s = bpy.context.scene.fomm
+    s.video_path = str(driving_video)
+    s.crop_mode = "FULL"
+    job = pipeline.extract_step(bpy.context.scene).job
+    typed = job_from_dict(job)
+    assert isinstance(typed, ExtractJob) and typed.to_dict() == job and typed.options.crop == "full"
+    assert job_from_dict(pipeline.check_worker_step().job) == ProbeJob()

@@ -250,9 +250,23 @@ def _disc(S, T):
 
 
 def _define_parts(L: _Layout) -> None:
-    p = L.p
+    """Every part of the head, in the fixed order the vertex layout depends on."""
+    _define_skull(L)
+    _define_neck(L)
+    if L.p.ears:
+        _define_ears(L)
+    if L.p.hair != "bald":
+        _define_hair(L)
+    _define_nose(L)
+    for side, sg in (("L", 1.0), ("R", -1.0)):
+        _define_eye(L, side, sg)
+        _define_lid(L, side, sg)
+        _define_brow(L, side, sg)
+    _define_mouth(L)
 
-    # skull
+
+def _define_skull(L: _Layout) -> None:
+    """The skull (a wrapped longitude/latitude grid) and the landmarks on it: chin, jaw corners."""
     lat_vals = np.linspace(-np.pi / 2 + 0.06, np.pi / 2 - 0.04, 56)
     L.add(_Part("skull", 80, 56, lambda S, T, pose: (S * np.pi, T, 0.0 * S), "skin", wrap=True,
                 t_values=lat_vals))
@@ -268,7 +282,10 @@ def _define_parts(L: _Layout) -> None:
     L.landmark("jaw_L", "skull", *nearest(1.05, -0.62))
     L.landmark("jaw_R", "skull", *nearest(-1.05, -0.62))
 
-    # neck: a cylinder, untouched by the jaw
+
+def _define_neck(L: _Layout) -> None:
+    """The neck: a cylinder, untouched by the jaw."""
+    p = L.p
     rn = 0.42 * p.rx
 
     def neck(S, T, pose):
@@ -278,59 +295,66 @@ def _define_parts(L: _Layout) -> None:
 
     L.add(_Part("neck", 32, 6, neck, "neck", wrap=True, xyz=True, jaw=False))
 
-    # ears
-    if p.ears:
-        for side, sg in (("L", 1.0), ("R", -1.0)):
-            def ear(S, T, pose, sg=sg):
-                x, y = _disc(S, T * 2 - 1)
-                lon = sg * (1.5 + 0.16 * x)
-                lat = p.eye_v / p.rz - 0.08 + 0.26 * y
-                off = 0.004 + 0.09 * np.clip(1 - x * x - y * y, 0, 1) ** 0.5
-                return lon, lat, off
-            L.add(_Part(f"ear_{side}", 9, 11, ear, "ear"))
 
-    # hair or cap
-    if p.hair != "bald":
-        front = p.hairline / p.rz + (0.05 if p.hair == "cap" else 0.0)
-        side_lat = {"short": 0.34, "bob": -0.25, "cap": 0.32}[p.hair]
-        back_lat = {"short": -0.45, "bob": -0.55, "cap": -0.1}[p.hair]
-        thick = p.hair_thick * (1.6 if p.hair == "bob" else 1.0)
-        if p.hair == "cap":
-            thick = 0.06
-
-        wave = p.hair_wave if p.hair != "cap" else 0.0
-        slant = p.hair_slant if p.hair != "cap" else 0.0
-
-        def hairline(lon):
-            a = np.abs(lon)
-            base = np.interp(a, [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
-                             [front, front - 0.03, 0.5 * (front + side_lat), side_lat,
-                              0.5 * (side_lat + back_lat), back_lat])
-            near_front = np.clip(1 - a / 1.2, 0, 1)
-            return base + near_front * (wave * np.abs(np.sin(p.hair_freq * lon + p.hair_phase)) - wave
-                                        + slant * lon)
-
-        t_vals = np.concatenate([[0.0, 0.04, 0.1], np.linspace(0.18, 1.0, 14)])
-
-        def hair(S, T, pose):
-            lon = S * np.pi
-            lo = hairline(lon)
-            lat = lo + (np.pi / 2 - 0.04 - lo) * T
-            off = 0.006 + thick * _smoothstep(T / 0.15)
+def _define_ears(L: _Layout) -> None:
+    """Both ears: discs on the sides of the skull."""
+    p = L.p
+    for side, sg in (("L", 1.0), ("R", -1.0)):
+        def ear(S, T, pose, sg=sg):
+            x, y = _disc(S, T * 2 - 1)
+            lon = sg * (1.5 + 0.16 * x)
+            lat = p.eye_v / p.rz - 0.08 + 0.26 * y
+            off = 0.004 + 0.09 * np.clip(1 - x * x - y * y, 0, 1) ** 0.5
             return lon, lat, off
+        L.add(_Part(f"ear_{side}", 9, 11, ear, "ear"))
 
-        L.add(_Part("hair", 80, len(t_vals), hair, "hair", wrap=True, t_values=t_vals))
-        if p.hair == "cap":
-            def brim(S, T, pose):
-                lon = S * 0.75
-                lat0 = hairline(lon)
-                base, n = _surface_with_normal(p, lon, lat0)
-                fwd = np.array([0.0, -1.0, -0.12])
-                pt = base + n * (0.006 + 0.02) + T[..., None] * 0.32 * np.cos(S[..., None] * 1.2) * fwd
-                return pt
-            L.add(_Part("brim", 17, 4, brim, "hair", xyz=True))
 
-    # nose
+def _define_hair(L: _Layout) -> None:
+    """Hair (short, bob) or a cap with its brim, from a hairline that waves near the front."""
+    p = L.p
+    front = p.hairline / p.rz + (0.05 if p.hair == "cap" else 0.0)
+    side_lat = {"short": 0.34, "bob": -0.25, "cap": 0.32}[p.hair]
+    back_lat = {"short": -0.45, "bob": -0.55, "cap": -0.1}[p.hair]
+    thick = p.hair_thick * (1.6 if p.hair == "bob" else 1.0)
+    if p.hair == "cap":
+        thick = 0.06
+
+    wave = p.hair_wave if p.hair != "cap" else 0.0
+    slant = p.hair_slant if p.hair != "cap" else 0.0
+
+    def hairline(lon):
+        a = np.abs(lon)
+        base = np.interp(a, [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
+                         [front, front - 0.03, 0.5 * (front + side_lat), side_lat,
+                          0.5 * (side_lat + back_lat), back_lat])
+        near_front = np.clip(1 - a / 1.2, 0, 1)
+        return base + near_front * (wave * np.abs(np.sin(p.hair_freq * lon + p.hair_phase)) - wave
+                                    + slant * lon)
+
+    t_vals = np.concatenate([[0.0, 0.04, 0.1], np.linspace(0.18, 1.0, 14)])
+
+    def hair(S, T, pose):
+        lon = S * np.pi
+        lo = hairline(lon)
+        lat = lo + (np.pi / 2 - 0.04 - lo) * T
+        off = 0.006 + thick * _smoothstep(T / 0.15)
+        return lon, lat, off
+
+    L.add(_Part("hair", 80, len(t_vals), hair, "hair", wrap=True, t_values=t_vals))
+    if p.hair == "cap":
+        def brim(S, T, pose):
+            lon = S * 0.75
+            lat0 = hairline(lon)
+            base, n = _surface_with_normal(p, lon, lat0)
+            fwd = np.array([0.0, -1.0, -0.12])
+            pt = base + n * (0.006 + 0.02) + T[..., None] * 0.32 * np.cos(S[..., None] * 1.2) * fwd
+            return pt
+        L.add(_Part("brim", 17, 4, brim, "hair", xyz=True))
+
+
+def _define_nose(L: _Layout) -> None:
+    """The nose: a ridge from between the eyes to the tip, and the nose-tip landmark."""
+    p = L.p
     t_nose = np.concatenate([np.linspace(0, 0.85, 9), [0.92, 1.0]])
 
     def nose(S, T, pose):
@@ -348,67 +372,82 @@ def _define_parts(L: _Layout) -> None:
     L.add(_Part("nose", 9, len(t_nose), nose, "nose", t_values=t_nose))
     L.landmark("nose_tip", "nose", 4, 8)
 
-    # eyes
-    for side, sg in (("L", 1.0), ("R", -1.0)):
-        cu, cv = sg * p.eye_u, p.eye_v
 
-        def white(S, T, pose, sg=sg, cu=cu, cv=cv):
-            du = p.eye_w * S
-            dv = T * _eye_h(p, S) + sg * p.eye_tilt * S
-            lon, lat = _ll(p, cu + sg * du, cv + dv)
-            return lon, lat, _eye_off(p, du, dv)
+def _define_eye(L: _Layout, side: str, sg: float) -> None:
+    """One eye: its white, iris, pupil and highlight, and the eye's landmarks."""
+    p = L.p
+    cu, cv = sg * p.eye_u, p.eye_v
 
-        L.add(_Part(f"eye_white_{side}", 15, 9, white, "eye_white", t_values=np.linspace(-1, 1, 9)))
-        L.landmark(f"lid_lower_{side}", f"eye_white_{side}", 7, 0)
-        L.landmark(f"eye_outer_{side}", f"eye_white_{side}", 14, 4)
-        L.landmark(f"eye_inner_{side}", f"eye_white_{side}", 0, 4)
-        ri = p.iris_frac * p.eye_h
-        for name, r, extra, mat, dz in (("iris", ri, 0.004, "iris", 0.0), ("pupil", 0.45 * ri, 0.007, "pupil", 0.0),
-                                        ("highlight", 0.15 * ri, 0.009, "highlight", 1.0)):
-            def disc(S, T, pose, r=r, extra=extra, dz=dz, cu=cu, cv=cv, ri=ri):
-                x, y = _disc(S, T * 2 - 1)
-                du = r * x + dz * 0.2 * ri  # the highlight sits up and to the right, inside the pupil
-                dv = r * y + dz * 0.2 * ri
-                lon, lat = _ll(p, cu + du, cv + dv)
-                return lon, lat, _eye_off(p, du, dv) + extra
-            L.add(_Part(f"{name}_{side}", 7, 7, disc, mat))
-        L.landmark(f"pupil_{side}", f"pupil_{side}", 3, 3)
+    def white(S, T, pose, sg=sg, cu=cu, cv=cv):
+        du = p.eye_w * S
+        dv = T * _eye_h(p, S) + sg * p.eye_tilt * S
+        lon, lat = _ll(p, cu + sg * du, cv + dv)
+        return lon, lat, _eye_off(p, du, dv)
 
-        # upper lid: row 0 is the lid edge, row 0-1 the lash line, then skin up to above the eye
-        def lid(S, T, pose, sg=sg, cu=cu, cv=cv, side=side):
-            blink = pose.get(f"blink_{side}", 0.0)
-            se = np.clip(S * 1.2, -1, 1)
-            hh = _eye_h(p, se)
-            openness = p.lid_open - (p.lid_open + 1.1) * blink
-            edge = cv + openness * hh + sg * p.eye_tilt * se
-            top = cv + 1.7 * p.eye_h + 0.25 * p.eye_h * np.clip(1 - S * S, 0, 1)
-            lash = 0.016 * np.clip(1 - np.abs(S) ** 4, 0, 1)
-            k = np.clip((T - 1 / 11) / (10 / 11), 0, 1)
-            v = np.where(T <= 1 / 11, edge + lash * T * 11, edge + lash + (top - edge - lash) * k)
-            u = cu + sg * 1.2 * p.eye_w * S
-            off = 0.005 + 0.037 * (1 - _smoothstep((T - 0.75) / 0.25))
-            lon, lat = _ll(p, u, v)
-            return lon, lat, off
+    L.add(_Part(f"eye_white_{side}", 15, 9, white, "eye_white", t_values=np.linspace(-1, 1, 9)))
+    L.landmark(f"lid_lower_{side}", f"eye_white_{side}", 7, 0)
+    L.landmark(f"eye_outer_{side}", f"eye_white_{side}", 14, 4)
+    L.landmark(f"eye_inner_{side}", f"eye_white_{side}", 0, 4)
+    ri = p.iris_frac * p.eye_h
+    for name, r, extra, mat, dz in (("iris", ri, 0.004, "iris", 0.0), ("pupil", 0.45 * ri, 0.007, "pupil", 0.0),
+                                    ("highlight", 0.15 * ri, 0.009, "highlight", 1.0)):
+        def disc(S, T, pose, r=r, extra=extra, dz=dz, cu=cu, cv=cv, ri=ri):
+            x, y = _disc(S, T * 2 - 1)
+            du = r * x + dz * 0.2 * ri  # the highlight sits up and to the right, inside the pupil
+            dv = r * y + dz * 0.2 * ri
+            lon, lat = _ll(p, cu + du, cv + dv)
+            return lon, lat, _eye_off(p, du, dv) + extra
+        L.add(_Part(f"{name}_{side}", 7, 7, disc, mat))
+    L.landmark(f"pupil_{side}", f"pupil_{side}", 3, 3)
 
-        L.add(_Part(f"lid_{side}", 17, 12, lid, lambda i, j: "lash" if j == 0 else "skin",
-                    t_values=np.linspace(0, 1, 12)))
-        L.landmark(f"lid_upper_{side}", f"lid_{side}", 8, 0)
 
-        # brow
-        def brow(S, T, pose, sg=sg, side=side):
-            raise_ = pose.get(f"brow_raise_{side}", 0.0)
-            bu = p.eye_u + 0.01 + p.brow_len * S
-            th = p.brow_thick * (1 - 0.45 * ((S + 1) / 2) ** 2)
-            v = (p.eye_v + p.eye_h + p.brow_gap + p.brow_arch * (1 - S * S) + p.brow_tilt * S
-                 + th * (T - 0.5) + raise_ * 0.12 * (0.75 + 0.25 * S))
-            lon, lat = _ll(p, sg * bu, v)
-            off = 0.045 + 0.006 * np.clip(1 - (2 * T - 1) ** 2, 0, 1)
-            return lon, lat, off
+def _define_lid(L: _Layout, side: str, sg: float) -> None:
+    """One upper eyelid, its lash line and the upper-lid landmark."""
+    p = L.p
+    cu, cv = sg * p.eye_u, p.eye_v
 
-        L.add(_Part(f"brow_{side}", 13, 5, brow, "brow"))
-        L.landmark(f"brow_{side}", f"brow_{side}", 6, 2)
+    # row 0 is the lid edge, row 0-1 the lash line, then skin up to above the eye
+    def lid(S, T, pose, sg=sg, cu=cu, cv=cv, side=side):
+        blink = pose.get(f"blink_{side}", 0.0)
+        se = np.clip(S * 1.2, -1, 1)
+        hh = _eye_h(p, se)
+        openness = p.lid_open - (p.lid_open + 1.1) * blink
+        edge = cv + openness * hh + sg * p.eye_tilt * se
+        top = cv + 1.7 * p.eye_h + 0.25 * p.eye_h * np.clip(1 - S * S, 0, 1)
+        lash = 0.016 * np.clip(1 - np.abs(S) ** 4, 0, 1)
+        k = np.clip((T - 1 / 11) / (10 / 11), 0, 1)
+        v = np.where(T <= 1 / 11, edge + lash * T * 11, edge + lash + (top - edge - lash) * k)
+        u = cu + sg * 1.2 * p.eye_w * S
+        off = 0.005 + 0.037 * (1 - _smoothstep((T - 0.75) / 0.25))
+        lon, lat = _ll(p, u, v)
+        return lon, lat, off
 
-    # mouth: interior, teeth, upper and lower lip, all from the same outline
+    L.add(_Part(f"lid_{side}", 17, 12, lid, lambda i, j: "lash" if j == 0 else "skin",
+                t_values=np.linspace(0, 1, 12)))
+    L.landmark(f"lid_upper_{side}", f"lid_{side}", 8, 0)
+
+
+def _define_brow(L: _Layout, side: str, sg: float) -> None:
+    """One brow and its landmark."""
+    p = L.p
+    # brow
+    def brow(S, T, pose, sg=sg, side=side):
+        raise_ = pose.get(f"brow_raise_{side}", 0.0)
+        bu = p.eye_u + 0.01 + p.brow_len * S
+        th = p.brow_thick * (1 - 0.45 * ((S + 1) / 2) ** 2)
+        v = (p.eye_v + p.eye_h + p.brow_gap + p.brow_arch * (1 - S * S) + p.brow_tilt * S
+             + th * (T - 0.5) + raise_ * 0.12 * (0.75 + 0.25 * S))
+        lon, lat = _ll(p, sg * bu, v)
+        off = 0.045 + 0.006 * np.clip(1 - (2 * T - 1) ** 2, 0, 1)
+        return lon, lat, off
+
+    L.add(_Part(f"brow_{side}", 13, 5, brow, "brow"))
+    L.landmark(f"brow_{side}", f"brow_{side}", 6, 2)
+
+
+def _define_mouth(L: _Layout) -> None:
+    """The mouth: interior, teeth, upper and lower lip, all from the same outline; its landmarks."""
+    p = L.p
     def interior(S, T, pose):
         u, ui, li, _, _, extra = _mouth(p, S, pose)
         c = np.sqrt(np.clip(1 - S * S, 0, 1))

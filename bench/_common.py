@@ -1,0 +1,85 @@
+"""What the benchmarks share: the machine line, load averages, peak-memory readings, child runs, RESULTS.md sections.
+
+Imported by the benchmark scripts as ``bench._common`` (each puts the repository first on ``sys.path``). Linux only
+where it reads ``/proc``: a benchmark must not report a number it could not measure, so a missing reading raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "RESULTS.md"
+
+
+def machine() -> str:
+    """CPU model, visible cores, GPU, OS, Python, torch and OpenCV versions: the machine line of a result."""
+    import cv2
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores visible, {gpu}, {platform.system()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, e.g. ``"1.9 2.0 2.1"``."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def status_mib(key: str, status: Path = Path("/proc/self/status")) -> float:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...) in MiB.
+
+    Raises KeyError when the kernel does not report it (no ``/proc``, or an unknown key): never a made-up number."""
+    try:
+        text = status.read_text()
+    except OSError:
+        raise KeyError(f"{key}: {status} cannot be read (peak memory is measured on Linux only)") from None
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"{key} is not in {status}")
+
+
+def run_child(args: Sequence[str]) -> dict:
+    """Run ``python SCRIPT ARGS`` (a fresh process, so its peak memory is its own) in the repository; the JSON
+    object on its last stdout line. RuntimeError with its stderr if it fails."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _markers(section: str) -> tuple[str, str]:
+    return f"<!-- section: {section}", f"<!-- end section: {section} -->"
+
+
+def read_section(section: str, results: Path = RESULTS) -> str | None:
+    """The text of one benchmark's section of RESULTS.md, markers included (None if it has none yet)."""
+    start, end = _markers(section)
+    old = results.read_text() if results.exists() else ""
+    if start not in old:
+        return None
+    a = old.index(start)
+    return old[a : old.index(end, a) + len(end)]
+
+
+def replace_section(section: str, text: str, results: Path = RESULTS) -> None:
+    """Put ``text`` (markers included) in place of the section, or append it; the rest of the file is kept."""
+    old = results.read_text() if results.exists() else "# Benchmark results\n"
+    current = read_section(section, results)
+    results.write_text(old.rstrip("\n") + "\n\n" + text + "\n" if current is None else old.replace(current, text, 1))

@@ -107,7 +107,8 @@ def main() -> int:
     rows.append(("oracle: ground-truth landmarks, oracle calibration (no network)", oracle(args, gt), ""))
     print(
         f"\nseed {args.seed}, {args.frames} frames at {args.fps} fps, {args.size} px, shipped default model; "
-        f"{time.perf_counter() - t0:.0f} s; {platform.platform()}, {os.cpu_count()} CPUs, Blender {bpy.app.version_string}\n"
+        f"{time.perf_counter() - t0:.0f} s; {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Blender {bpy.app.version_string}\n"
     )
     print("| head rotation | yaw MAE | pitch MAE | roll MAE | yaw r | pitch r | roll r |")
     print("|---|---|---|---|---|---|---|")

@@ -144,14 +144,20 @@ def _pose_coefficients(
     jacobian_weight: float,
 ) -> np.ndarray:
     """Per-frame coefficients [T,P] of the calibration's pose columns, solved jointly with its expression keys
-    (bounded to [0, 1]) so that an open jaw is not read as a nod."""
+    (bounded to [0, 1], regularised) so that an open jaw is not read as a nod; the pose columns are free and
+    (nearly) unregularised."""
     feats, _ = clip_features(calibration, values, jacobians, reference, jacobian_weight=jacobian_weight)
     used_jw = jacobian_weight if feats.shape[1] > 2 * calibration.num_kp else 0.0
     keys = calibration.basis(used_jw)
     poses = calibration.pose_basis(used_jw)
-    basis = np.concatenate([keys, poses], axis=1)
+    # the ridge term is meant for the expression keys: scaling the pose columns up by ``gain`` divides their
+    # share of it by gain^2 (the coefficients are scaled back), so that it does not shrink the angles
+    key_norm = np.sqrt((keys**2).sum(axis=0).mean()) if keys.shape[1] else 1.0
+    pose_norm = np.maximum(np.sqrt((poses**2).sum(axis=0)), 1e-12)
+    gain = 30.0 * np.maximum(key_norm / pose_norm, 1.0)
+    basis = np.concatenate([keys, poses * gain], axis=1)
     solved = solve_bounded(basis, feats, regularization, free=poses.shape[1])
-    return solved[:, keys.shape[1] :]
+    return solved[:, keys.shape[1] :] * gain
 
 
 def in_plane_rates(calibration: Calibration) -> dict[str, float]:

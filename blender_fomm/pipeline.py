@@ -30,7 +30,7 @@ from ml_core.headpose import (
 )
 from ml_core.retarget import manual_weights, solve_weights
 
-from . import bones, calibration, preview, shapekeys
+from . import bones, calibration, export, preview, shapekeys
 from .prefs import WorkerSettings, worker_settings
 
 
@@ -262,7 +262,17 @@ def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
     )
     frames, w = shapekeys.clip_to_frames(clip.times, res.weights, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
-    return _bake_line(f"{len(names)} shape keys", len(frames), report)
+    return _one_take(scene, _bake_line(f"{len(names)} shape keys", len(frames), report))
+
+
+def _one_take(scene, line: str) -> str:
+    """Join the shape-key and head-bone bakes into one action (one glTF animation / FBX take) when asked."""
+    s = scene.fomm
+    if s.one_take and s.placement == "ACTIVE":
+        take = export.join_take(scene)
+        if take is not None:
+            return f"{line}; joined with the other bake into the take '{take.name}'"
+    return line
 
 
 def _bake_line(what: str, n_frames: int, report) -> str:
@@ -289,7 +299,7 @@ def bake_manual(scene, clip: MotionClip) -> str:
         w = np.clip(gaussian_filter1d(w, s.smooth_sigma, axis=0, mode="nearest"), 0, 1)
     frames, w = shapekeys.clip_to_frames(clip.times, w, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
-    return _bake_line(f"{len(names)} shape keys (manual)", len(frames), report)
+    return _one_take(scene, _bake_line(f"{len(names)} shape keys (manual)", len(frames), report))
 
 
 def bake_shape_keys_step(scene, ws: WorkerSettings | None = None) -> Step:
@@ -380,7 +390,8 @@ def bake_bones(scene, clip: MotionClip, calib=None) -> str:
             placement=s.placement,
             tolerance=s.bone_tolerance,
         )
-        return _bake_line(f"head bone '{s.head_bone}' (3-D rotation: {head.source})", len(frames), report)
+        line = _bake_line(f"head bone '{s.head_bone}' (3-D rotation: {head.source})", len(frames), report)
+        return _one_take(scene, line)
     disp, angle, stretch = bones.control_tracks(clip.values, jac, clip.reference_frame)
     frames, disp_f, angle_f, stretch_f = resample_control_tracks(
         disp, angle, stretch, clip.times, fps, s.start_frame

@@ -16,7 +16,7 @@ import pytest
 
 from blender_fomm import bones, export, shapekeys
 from blender_fomm.anim import KINDS_PROP, OWNER_PROP, action_fcurves
-from ml_core.headpose import HeadPose, matrix_to_euler
+from ml_core.headpose import HeadPose, matrix_to_euler, pose_from_json
 from ml_core.livelink import HEAD_SIGNS, HEADER
 from tools.synth import CURVE_IDS, make_test_character
 
@@ -265,3 +265,33 @@ def test_fbx_bad_inputs(tmp_path):
     with pytest.raises(RuntimeError, match="it is a folder"):
         bpy.ops.fomm.export_fbx(filepath=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_operators_bake_one_take_with_a_3d_head(motion_clip, tmp_path):
+    """Through the operators (worker, calibration by rendering): Bake Shape Keys, then Bake Bones in head mode,
+    leave one take on both IDs; the head bake measured yaw and pitch through the target's calibration; the CSV
+    has one row per baked frame."""
+    rig = _character("arkit")
+    scene = bpy.context.scene
+    scene.render.fps = 25
+    s = scene.fomm
+    s.clip_path = str(motion_clip)
+    s.calibration_size = 64
+    assert bpy.ops.fomm.bake_shape_keys() == {"FINISHED"}
+    s.bone_mode = "HEAD"
+    assert bpy.ops.fomm.bake_bones() == {"FINISHED"}
+    assert "(3-D rotation: calibration)" in s.last_report and "joined" in s.last_report
+    take = rig.armature.animation_data.action
+    assert take is rig.mesh.data.shape_keys.animation_data.action and take[OWNER_PROP] == "take"
+    paths = {f.data_path for f in action_fcurves(take)}
+    assert any(rig.bone_name in p and "rotation" in p for p in paths)
+    assert shapekeys.shape_key_path(rig.names["jaw_open"]) in paths
+    frames, angles = pose_from_json(take[bones.HEAD_POSE_PROP])
+    assert len(frames) == 16 and np.abs(angles).max() > 0  # the tiny model's clip: 16 frames
+    out = tmp_path / "take.csv"
+    assert bpy.ops.fomm.export_livelink_csv(filepath=str(out)) == {"FINISHED"}
+    assert len(out.read_text().splitlines()) == 1 + 16
+    # baking the shape keys again folds the new bake into a new take (no orphan actions of ours)
+    assert bpy.ops.fomm.bake_shape_keys() == {"FINISHED"}
+    assert rig.armature.animation_data.action is rig.mesh.data.shape_keys.animation_data.action
+    assert sum(1 for a in bpy.data.actions if a.get(OWNER_PROP)) == 1

@@ -39,7 +39,6 @@ import numpy as np
 from ml_core.errors import FommError
 from ml_core.retarget import (
     Calibration,
-    HeadMotion,
     clip_features,
     remove_head_motion,
     resample,
@@ -257,18 +256,6 @@ def resample_head_pose(
         reference=ref,
     )
     return frames, out
-
-
-def resample_head_motion(
-    head: HeadMotion, times: np.ndarray, fps: float, start_frame: int
-) -> tuple[np.ndarray, HeadMotion]:
-    """:class:`HeadMotion` at clip ``times`` -> one sample per scene frame (the in-plane similarity only)."""
-    times = np.asarray(times, dtype=np.float64)
-    packed = np.column_stack([np.unwrap(head.angle), head.scale, head.translation])
-    frames, vals = resample(times - times[0], packed, fps, start_frame)
-    c, s = np.cos(vals[:, 0]), np.sin(vals[:, 0])
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    return frames, HeadMotion(scale=vals[:, 1], angle=vals[:, 0], rotation=rot, translation=vals[:, 2:4])
 
 
 def resample_control_tracks(

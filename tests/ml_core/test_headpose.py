@@ -205,3 +205,15 @@ def test_pose_json_round_trip_and_damage():
         pose_from_json('{"frames": [1]}')
     with pytest.raises(FommError, match="bake the head bone again"):
         pose_from_json('{"frames": [1, 2], "yaw": [0], "pitch": [0], "roll": [0]}')
+
+
+def test_shipped_head_calibration_belongs_to_the_shipped_model():
+    """A retrained default model needs its head-pose calibration made again
+    (``python -m tools.synth.headpose_calibration``); otherwise head bakes without a calibrated target fall back to
+    the in-plane tilt alone."""
+    from ml_core.fileio import sha256_file
+
+    calib = model_head_calibration(None)
+    model = MODEL_HEAD_CALIBRATION.parent / "model.safetensors"
+    assert calib.meta["checkpoint_hash"] == sha256_file(model)[:16]
+    assert calib.num_kp == 14 and calib.has_jacobians

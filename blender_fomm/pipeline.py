@@ -390,7 +390,12 @@ def bake_bones(scene, clip: MotionClip, calib=None) -> str:
             placement=s.placement,
             tolerance=s.bone_tolerance,
         )
-        line = _bake_line(f"head bone '{s.head_bone}' (3-D rotation: {head.source})", len(frames), report)
+        how = (
+            f"3-D rotation: {head.source}"
+            if head.source != "in-plane"
+            else "in-plane tilt only: no head-pose calibration for this model"
+        )
+        line = _bake_line(f"head bone '{s.head_bone}' ({how})", len(frames), report)
         return _one_take(scene, line)
     disp, angle, stretch = bones.control_tracks(clip.values, jac, clip.reference_frame)
     frames, disp_f, angle_f, stretch_f = resample_control_tracks(

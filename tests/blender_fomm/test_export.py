@@ -170,6 +170,15 @@ def export_gltf_default(blend: Path, glb: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
 
 
+def _relative_angles(quats: np.ndarray) -> np.ndarray:
+    """Rotation angle of q_t * conj(q_0) for unit quaternions [T,4] (x, y, z, w)."""
+    q0 = quats[0] * np.array([-1.0, -1.0, -1.0, 1.0])
+    x1, y1, z1, w1 = quats.T
+    x2, y2, z2, w2 = q0
+    w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
+    return 2 * np.arccos(np.clip(np.abs(w), 0.0, 1.0))
+
+
 def _glb_json(path) -> tuple[dict, bytes]:
     data = path.read_bytes()
     magic, _version, _length = struct.unpack_from("<4sII", data, 0)
@@ -218,8 +227,17 @@ def test_one_take_exports_as_one_gltf_animation(tmp_path):
     for sid in ("jaw_open", "blink_L", "smile_R"):
         name = rig.names[sid]
         np.testing.assert_allclose(values[:, order.index(name)], w[:, names.index(name)], atol=1e-5)
-    rot = [c for c in anim["channels"] if c["target"]["path"] == "rotation"][0]
+    rot = next(c for c in anim["channels"] if c["target"]["path"] == "rotation")
     assert _accessor(doc, blob, anim["samplers"][rot["sampler"]]["input"]).shape[0] == len(FRAMES)
+    # the bone's turn from frame to frame matches the bake (relative angles do not depend on the rest frames)
+    quats = _accessor(doc, blob, anim["samplers"][rot["sampler"]]["output"])  # x, y, z, w
+    pb = rig.armature.pose.bones[rig.bone_name]
+    baked = []
+    for f in FRAMES:
+        bpy.context.scene.frame_set(int(f))
+        q = pb.rotation_quaternion
+        baked.append((q.x, q.y, q.z, q.w))
+    np.testing.assert_allclose(_relative_angles(quats), _relative_angles(np.array(baked)), atol=1e-4)
 
 
 def test_rebake_after_join_replaces_the_take():

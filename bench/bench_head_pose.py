@@ -167,22 +167,21 @@ def bake(args, clip_path: Path, cam: str) -> tuple[np.ndarray, np.ndarray, str]:
         scene.frame_set(f)
         world = np.array((arm.matrix_world @ pb.matrix).to_3x3().normalized())
         out.append(matrix_to_euler(world @ rest.T))
-    csv_angles = np.zeros((args.frames, 3))
-    if True:  # the CSV carries the same angles
-        path = args.out / f"take_{cam}.csv"
-        if s.target_object is not None and bpy.ops.fomm.bake_shape_keys() != {"FINISHED"}:
-            raise RuntimeError(f"shape-key bake failed: {s.last_report}")
-        bpy.ops.fomm.arkit_fill()
-        if bpy.ops.fomm.export_livelink_csv(filepath=str(path)) != {"FINISHED"}:
-            raise RuntimeError(f"CSV export failed: {s.last_report}")
-        import csv
+    # the Live Link Face CSV of the same take (shape keys baked too) carries the same angles
+    path = args.out / f"take_{cam}.csv"
+    if bpy.ops.fomm.bake_shape_keys() != {"FINISHED"}:
+        raise RuntimeError(f"shape-key bake failed: {s.last_report}")
+    bpy.ops.fomm.arkit_fill()
+    if bpy.ops.fomm.export_livelink_csv(filepath=str(path)) != {"FINISHED"}:
+        raise RuntimeError(f"CSV export failed: {s.last_report}")
+    import csv
 
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        head = rows[0]
-        cols = [head.index(c) for c in ("HeadYaw", "HeadPitch", "HeadRoll")]
-        csv_angles = np.array([[float(r[c]) for c in cols] for r in rows[1:]])
-        csv_angles = livelink_to_view(csv_angles)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    head = rows[0]
+    cols = [head.index(c) for c in ("HeadYaw", "HeadPitch", "HeadRoll")]
+    csv_angles = np.array([[float(r[c]) for c in cols] for r in rows[1:]])
+    csv_angles = livelink_to_view(csv_angles)
     return np.array(out), csv_angles, line
 
 

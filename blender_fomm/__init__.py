@@ -6,9 +6,9 @@ see :mod:`.worker_client`. Panels live in the 3D View's sidebar, tab "FOMM".
 
 from __future__ import annotations
 
-from . import operators, prefs, props, ui
+from . import export_ops, operators, prefs, props, ui
 
-_modules = (props, prefs, operators, ui)
+_modules = (props, prefs, operators, ui, export_ops)
 
 
 def register() -> None:

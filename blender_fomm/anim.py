@@ -22,6 +22,7 @@ from ml_core.retarget import rdp_keep
 
 OWNER_PROP = "fomm_bake"
 TARGET_PROP = "fomm_target"
+KINDS_PROP = "fomm_kinds"  # a take joined from several bakes (blender_fomm.export): the kinds it holds
 NLA_TRACK_PREFIX = "FOMM "
 
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
@@ -53,7 +54,9 @@ def is_own_action(action: bpy.types.Action | None, kind: str | None = None) -> b
     if action is None:
         return False
     mark = action.get(OWNER_PROP)
-    return mark is not None and (kind is None or mark == kind)
+    if mark is not None and kind is not None and mark != kind:  # a joined take holds several kinds
+        return kind in list(action.get(KINDS_PROP, ()))
+    return mark is not None
 
 
 def ensure_channelbag(action: bpy.types.Action, slot: bpy.types.ActionSlot) -> bpy.types.ActionChannelbag:

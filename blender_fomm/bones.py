@@ -22,6 +22,7 @@ import numpy as np
 from mathutils import Matrix, Quaternion, Vector
 
 from ml_core.errors import FommError
+from ml_core.headpose import HeadPose, head_deltas, in_plane_rotations, pose_to_json
 from ml_core.retarget import (
     HeadMotion,
     polar_decompose,
@@ -36,6 +37,7 @@ from .anim import Curve, WriteReport, write_action
 CONTROL_KIND = "control_bones"
 HEAD_KIND = "head_bone"
 CONTROL_PROP = "fomm_control_rig"
+HEAD_POSE_PROP = "fomm_head_pose"
 
 
 def bone_name(k: int) -> str:
@@ -182,7 +184,7 @@ def view_basis(camera: bpy.types.Object | None) -> tuple[np.ndarray, np.ndarray,
 
 
 def head_matrices(
-    head: HeadMotion,
+    head: HeadMotion | HeadPose,
     pivot: np.ndarray,
     right: np.ndarray,
     up: np.ndarray,
@@ -192,30 +194,29 @@ def head_matrices(
     use_translation: bool = True,
     use_scale: bool = False,
 ) -> np.ndarray:
-    """World-space deltas [T,4,4]: about ``pivot``, rotate by the head's angle about the view axis
-    (clockwise on screen for positive angles), scale, then translate in the view plane
-    (``units`` world units per normalised image unit)."""
-    t = len(head.angle)
-    axis = forward / np.linalg.norm(forward)
-    c, s = np.cos(head.angle), np.sin(head.angle)
-    kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot = np.eye(3) + s[:, None, None] * kx + (1 - c)[:, None, None] * (kx @ kx)  # Rodrigues, [T,3,3]
-    scale = head.scale if use_scale else np.ones(t)
-    lin = scale[:, None, None] * rot
-    shift = np.zeros((t, 3))
-    if use_translation:
-        shift = units * (head.translation[:, :1] * right - head.translation[:, 1:2] * up)
-    out = np.tile(np.eye(4), (t, 1, 1))
-    out[:, :3, :3] = lin
-    out[:, :3, 3] = pivot + shift - np.einsum("tij,j->ti", lin, pivot)
-    return out
+    """World-space deltas [T,4,4] (:func:`ml_core.headpose.head_deltas`): about ``pivot``, rotate by the
+    head's 3-D rotation (a :class:`HeadPose`) or its in-plane angle alone (a :class:`HeadMotion`: about the
+    view axis, clockwise on screen for positive angles), scale, then translate in the view plane."""
+    rots = head.rotations() if isinstance(head, HeadPose) else in_plane_rotations(head.angle)
+    return head_deltas(
+        rots,
+        head.scale,
+        head.translation,
+        pivot,
+        right,
+        up,
+        forward,
+        units,
+        use_translation=use_translation,
+        use_scale=use_scale,
+    )
 
 
 def bake_head_bone(
     arm_obj: bpy.types.Object,
     bone: str,
     frames: np.ndarray,
-    head: HeadMotion,
+    head: HeadMotion | HeadPose,
     *,
     camera: bpy.types.Object | None = None,
     units: float = 0.15,
@@ -248,7 +249,10 @@ def bake_head_bone(
     curves += _rotation_curves(pb, bone, frames, rots)
     if use_scale:
         curves += [Curve(_pb_path(bone, "scale"), i, frames, scl, bone) for i in range(3)]
-    return write_action(arm_obj, curves, kind=HEAD_KIND, placement=placement, tolerance=tolerance)
+    report = write_action(arm_obj, curves, kind=HEAD_KIND, placement=placement, tolerance=tolerance)
+    if isinstance(head, HeadPose):  # the angles, for exporters (Live Link Face CSV) to read as baked
+        bpy.data.actions[report.action][HEAD_POSE_PROP] = pose_to_json(frames, head)
+    return report
 
 
 def _rotation_curves(pb, bone: str, frames: np.ndarray, rots: np.ndarray) -> list[Curve]:

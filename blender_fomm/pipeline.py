@@ -21,17 +21,22 @@ import numpy as np
 
 from ml_core.clip import MotionClip, load_clip
 from ml_core.errors import FommError
+from ml_core.headpose import (
+    HeadPose,
+    estimate_head_pose,
+    model_head_calibration,
+    resample_control_tracks,
+    resample_head_pose,
+)
 from ml_core.jobs import AnimateJob, AnimateOptions, DetectImagesJob, ExtractJob, ExtractOptions, ProbeJob
 from ml_core.retarget import (
-    HeadMotion,
     SolveOptions,
     manual_weights,
-    remove_head_motion,
     smooth_weights,
     solve_weights,
 )
 
-from . import bones, calibration, preview, shapekeys
+from . import bones, calibration, export, preview, shapekeys
 from .prefs import WorkerSettings, worker_settings
 
 
@@ -91,14 +96,6 @@ def sync_key_list(settings, obj) -> None:
         item = settings.keys.add()
         item.name = name
         item.use = ticks.get(name, True)
-
-
-def _resample_head(head: HeadMotion, times: np.ndarray, scene, start: int) -> tuple[np.ndarray, HeadMotion]:
-    packed = np.column_stack([np.unwrap(head.angle), head.scale, head.translation])
-    frames, vals = shapekeys.clip_to_frames(times, packed, scene, start)
-    c, s = np.cos(vals[:, 0]), np.sin(vals[:, 0])
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    return frames, HeadMotion(scale=vals[:, 1], angle=vals[:, 0], rotation=rot, translation=vals[:, 2:4])
 
 
 def _clip_id(path: str) -> str:
@@ -278,7 +275,17 @@ def bake_shape_keys_with(scene, calib, clip: MotionClip) -> str:
     )
     frames, w = shapekeys.clip_to_frames(clip.times, res.weights, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
-    return _bake_line(f"{len(names)} shape keys", len(frames), report)
+    return _one_take(scene, _bake_line(f"{len(names)} shape keys", len(frames), report))
+
+
+def _one_take(scene, line: str) -> str:
+    """Join the shape-key and head-bone bakes into one action (one glTF animation / FBX take) when asked."""
+    s = scene.fomm
+    if s.one_take and s.placement == "ACTIVE":
+        take = export.join_take(scene)
+        if take is not None:
+            return f"{line}; joined with the other bake into the take '{take.name}'"
+    return line
 
 
 def _bake_line(what: str, n_frames: int, report) -> str:
@@ -302,7 +309,7 @@ def bake_manual(scene, clip: MotionClip) -> str:
     w = smooth_weights(w, s.smooth_sigma)
     frames, w = shapekeys.clip_to_frames(clip.times, w, scene, s.start_frame)
     report = shapekeys.bake_weights(obj, names, frames, w, placement=s.placement, tolerance=s.tolerance)
-    return _bake_line(f"{len(names)} shape keys (manual)", len(frames), report)
+    return _one_take(scene, _bake_line(f"{len(names)} shape keys (manual)", len(frames), report))
 
 
 def bake_shape_keys_step(scene, ws: WorkerSettings | None = None) -> Step:
@@ -337,7 +344,7 @@ def bake_shape_keys_step(scene, ws: WorkerSettings | None = None) -> Step:
 # --------------------------------------------------------------------------------------------------
 
 
-def bake_bones_step(scene) -> Step:
+def bake_bones_step(scene, ws: WorkerSettings | None = None) -> Step:
     s = scene.fomm
     clip = read_clip(s.clip_path)
     scene_name = scene.name
@@ -347,15 +354,40 @@ def bake_bones_step(scene) -> Step:
             raise FommError("no armature: pick the character's armature in the Target panel")
         if not s.head_bone or arm.pose.bones.get(s.head_bone) is None:
             raise FommError(f"pick the head bone of '{arm.name}' in the Target panel")
+        if shapekeys.bakeable_keys(s.target_object):
+            # the target's calibration (its turned and nodded renders) measures the head's yaw and pitch
+            ws = ws or worker_settings()
+            plan = plan_calibration(scene, ws)
+            calib = calibration.cached(ws.cache_dir, plan.key)
+            if calib is not None:
+                _check_same_model(calib, clip, stale_ok=True)
+            if calib is None or not _same_model(calib, clip):
+                job = calibration_job(plan, ws)
+                return Step(
+                    job,
+                    lambda r: bake_bones(bpy.data.scenes[scene_name], clip, finish_calibration(plan, r)),
+                    "Calibrating, then baking the head bone",
+                )
+            return Step(None, lambda _r: bake_bones(bpy.data.scenes[scene_name], clip, calib), "Baking bones")
     return Step(None, lambda _r: bake_bones(bpy.data.scenes[scene_name], clip), "Baking bones")
 
 
-def bake_bones(scene, clip: MotionClip) -> str:
+def head_pose_for(clip: MotionClip, calib=None) -> HeadPose:
+    """The clip's head pose (:func:`ml_core.headpose.estimate_head_pose`): through the target's calibration
+    when given, else the model's own head-pose calibration, else the in-plane roll alone."""
+    source = "calibration"
+    if calib is None:
+        calib, source = model_head_calibration(clip.checkpoint_hash), "model"
+    jac = clip.jacobians if clip.has_jacobians else None
+    return estimate_head_pose(clip.values, jac, clip.reference_frame, calib, source=source)
+
+
+def bake_bones(scene, clip: MotionClip, calib=None) -> str:
     s = scene.fomm
     jac = clip.jacobians if clip.has_jacobians else None
+    fps = shapekeys.scene_fps(scene)
     if s.bone_mode == "HEAD":
-        _, _, head = remove_head_motion(clip.values, None, clip.reference_frame)
-        frames, head = _resample_head(head, clip.times, scene, s.start_frame)
+        frames, head = resample_head_pose(head_pose_for(clip, calib), clip.times, fps, s.start_frame)
         report = bones.bake_head_bone(
             s.armature_object,
             s.head_bone,
@@ -368,15 +400,18 @@ def bake_bones(scene, clip: MotionClip) -> str:
             placement=s.placement,
             tolerance=s.bone_tolerance,
         )
-        return _bake_line(f"head bone '{s.head_bone}'", len(frames), report)
+        how = (
+            f"3-D rotation: {head.source}"
+            if head.source != "in-plane"
+            else "in-plane tilt only: no head-pose calibration for this model"
+        )
+        line = _bake_line(f"head bone '{s.head_bone}' ({how})", len(frames), report)
+        return _one_take(scene, line)
     disp, angle, stretch = bones.control_tracks(clip.values, jac, clip.reference_frame)
-    t, k = disp.shape[:2]
-    packed = np.concatenate([disp.reshape(t, -1), np.unwrap(angle, axis=0), stretch.reshape(t, -1)], axis=1)
-    frames, vals = shapekeys.clip_to_frames(clip.times, packed, scene, s.start_frame)
-    m = len(frames)
-    disp_f = vals[:, : 2 * k].reshape(m, k, 2)
-    angle_f = vals[:, 2 * k : 3 * k]
-    stretch_f = vals[:, 3 * k :].reshape(m, k, 2, 2)
+    frames, disp_f, angle_f, stretch_f = resample_control_tracks(
+        disp, angle, stretch, clip.times, fps, s.start_frame
+    )
+    m, k = len(frames), disp.shape[1]
     plane = bones.plane_for(s.target_object)
     arm = bones.ensure_control_armature(scene, clip.reference_values, plane)
     report = bones.bake_control_bones(

@@ -14,8 +14,10 @@ from bpy.props import (
     StringProperty,
 )
 
+from ml_core.arkit import ARKIT_NAMES
 from ml_core.retarget import SolveOptions
 
+ARKIT_ITEMS = [("NONE", "(none)", "Not exported")] + [(n, n, f"ARKit blendshape {n}") for n in ARKIT_NAMES]
 SOLVE = SolveOptions()  # the solve's defaults: the Bake panel starts from these
 
 
@@ -35,6 +37,9 @@ def _target_changed(self, _context) -> None:
     from .pipeline import sync_key_list
 
     sync_key_list(self, self.target_object)
+    from .export import fill_arkit_map
+
+    fill_arkit_map(self, self.target_object)
 
 
 class FOMM_PG_key_item(bpy.types.PropertyGroup):
@@ -63,6 +68,18 @@ class FOMM_PG_mapping(bpy.types.PropertyGroup):
         soft_min=-50,
         soft_max=50,
         description="Weight per unit of motion (normalised image units, 2 = the whole frame); negative flips",
+    )
+
+
+class FOMM_PG_arkit_item(bpy.types.PropertyGroup):
+    """One row of the ARKit mapping table: a shape key of the target and the ARKit blendshape it plays."""
+
+    # ``name`` (the shape key's name) comes with PropertyGroup
+    arkit: EnumProperty(
+        name="ARKit",
+        items=ARKIT_ITEMS,
+        default="NONE",
+        description="The ARKit blendshape this shape key plays in exports (Live Link Face CSV)",
     )
 
 
@@ -264,6 +281,15 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
         default="relative",
     )
 
+    # -- Export (issue 14: ARKit names, Live Link Face CSV, one take) ------------------------------
+    arkit_map: CollectionProperty(type=FOMM_PG_arkit_item)
+    arkit_index: IntProperty()
+    one_take: BoolProperty(
+        name="One Take",
+        default=True,
+        description="Join the shape-key and head-bone bakes into one action (one glTF animation, one FBX take)",
+    )
+
     # -- Last results (shown in the panels) ------------------------------------------------------
     last_report: StringProperty(name="Last Result", default="")
     calibration_path: StringProperty(name="Calibration", subtype="FILE_PATH", default="")
@@ -279,7 +305,7 @@ class FOMM_PG_job(bpy.types.PropertyGroup):
     cancel_requested: BoolProperty(default=False)
 
 
-classes = (FOMM_PG_key_item, FOMM_PG_mapping, FOMM_PG_settings, FOMM_PG_job)
+classes = (FOMM_PG_key_item, FOMM_PG_mapping, FOMM_PG_arkit_item, FOMM_PG_settings, FOMM_PG_job)
 
 
 def register() -> None:

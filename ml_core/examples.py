@@ -30,10 +30,16 @@ from ml_core.retarget import motion_features, remove_head_motion
 MIN_EXAMPLES = 3
 #: A channel whose leave-one-out RMS error is above this fraction of its examples' spread is not explained.
 UNEXPLAINED_RATIO = 0.8
-#: Feature sets tried per channel (names of the blocks of :func:`example_features`).
-FEATURE_SETS: tuple[tuple[str, ...], ...] = (("expression",), ("expression", "head"), ("head",))
+#: Feature sets: the expression for face channels, the expression and the head pose for head channels.
+FEATURE_SETS: tuple[tuple[str, ...], ...] = (("expression",), ("expression", "head"))
 _REGULARISATION = np.logspace(-4, 2, 13)
 _WIDTHS = (0.5, 1.0, 2.0, 4.0)
+#: A richer candidate (more feature blocks, the RBF kernel) replaces the plain linear one only when its leave-one-out
+#: error is this much lower: with a handful of examples, the least of many noisy errors otherwise wins by chance.
+MARGIN = 0.8
+#: The RBF kernel is a candidate from this many examples on (with fewer its leave-one-out error is too noisy to
+#: choose it over the linear map: measured on synthetic heads, see bench/RESULTS.md).
+RBF_MIN_EXAMPLES = 12
 
 
 def example_features(
@@ -103,10 +109,14 @@ class ExampleSolve:
         return [f for f in self.fits if not f.explained]
 
 
-def _kernels(z: np.ndarray, rows: np.ndarray) -> list[tuple[str, float | None, np.ndarray]]:
-    """(model, width, K [T,n]) between every sample and the examples, for the linear and RBF kernels."""
+def _kernels(z: np.ndarray, rows: np.ndarray, kernels: str) -> list[tuple[str, float | None, np.ndarray]]:
+    """(model, width, K [T,n]) between every sample and the examples, for the linear and RBF kernels asked for."""
     x = z[rows]
-    out: list[tuple[str, float | None, np.ndarray]] = [("linear", None, z @ x.T)]
+    out: list[tuple[str, float | None, np.ndarray]] = []
+    if kernels != "rbf":
+        out.append(("linear", None, z @ x.T))
+    if kernels == "linear" or (kernels == "auto" and len(rows) < RBF_MIN_EXAMPLES):
+        return out
     d2 = np.maximum((z * z).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * z @ x.T, 0.0)
     dx = d2[rows]
     med = float(np.median(dx[np.triu_indices(len(rows), 1)])) if len(rows) > 1 else 0.0
@@ -174,7 +184,7 @@ def quaternion_hemisphere(quats: np.ndarray) -> np.ndarray:
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     # principal eigenvector of sum q q': the average rotation's axis, whatever the signs
     _, vec = np.linalg.eigh(q.T @ q)
-    axis = vec[:, -1]
+    axis = vec[:, -1] * (1.0 if vec[0, -1] >= 0 else -1.0)  # w >= 0 on the axis: near the rest pose, w > 0
     return np.where((q @ axis)[:, None] < 0, -q, q)
 
 
@@ -188,6 +198,8 @@ def solve_examples(
     upper: Sequence[float] | None = None,
     quaternions: Sequence[Sequence[int]] = (),
     constant_ok: Sequence[bool] | None = None,
+    kernels: str = "auto",
+    head: Sequence[bool] | None = None,
 ) -> ExampleSolve:
     """Learn each channel from the examples and predict every sample.
 
@@ -195,7 +207,10 @@ def solve_examples(
     ``targets`` [n,C]: the keyed values there; ``names`` [C]. ``lower``/``upper`` [C] bound the outputs (NaN or
     +/-inf for none). ``quaternions``: groups of 4 channel indices (w, x, y, z) fitted in one hemisphere and
     normalised per sample. A channel keyed with one value everywhere is refused unless ``constant_ok`` [C] says
-    otherwise (the unmoved components of a bone's keyed rotation, say); it then keeps that value. Raises
+    otherwise (the unmoved components of a bone's keyed rotation, say); it then keeps that value. ``kernels``:
+    "linear", "rbf", or "auto" (linear, and RBF too from :data:`RBF_MIN_EXAMPLES` examples on). ``head`` [C]
+    marks head channels (the head bone, the object's transform): they learn from the expression and the head pose,
+    the others from the expression alone. Raises
     :class:`FommError` for too few examples, duplicates, non-finite values, refused constant channels.
     """
     rows = np.asarray(rows, dtype=np.int64).ravel()
@@ -210,7 +225,8 @@ def solve_examples(
     std = {name: standardise(b) for name, b in blocks.items()}
     lo = np.full(len(names), -np.inf) if lower is None else np.nan_to_num(np.asarray(lower, float), nan=-np.inf)
     hi = np.full(len(names), np.inf) if upper is None else np.nan_to_num(np.asarray(upper, float), nan=np.inf)
-    kernels: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    head_mask = np.zeros(len(names), bool) if head is None else np.asarray(head, bool)
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     best_mse = np.full(len(names), np.inf)
     best: list[tuple] = [()] * len(names)
     for fset in FEATURE_SETS:
@@ -218,18 +234,20 @@ def solve_examples(
         if not parts or len(parts) != len(fset):
             continue
         z = np.concatenate(parts, axis=1) / np.sqrt(len(parts))
-        for model, width, k_all in _kernels(z, rows):
+        for model, width, k_all in _kernels(z, rows, kernels):
             kc, kt = _centred(k_all, rows)
-            kernels[(fset, model, width)] = (kc, kt)
+            cache[(fset, model, width)] = (kc, kt)
+            allowed = head_mask if "head" in fset else ~head_mask
             scale = max(float(np.trace(kc)) / len(kc), 1e-12)
             for reg in _REGULARISATION:
                 res = loo_residuals(kc, targets, float(reg) * scale)
                 mse = (res**2).mean(axis=0)
-                better = mse < best_mse * 0.999  # ties (within 0.1 %) keep the earlier, simpler candidate
+                # ties keep the earlier, simpler candidate; a richer one must win by the margin
+                better = allowed & (mse < best_mse * (0.999 if model == "linear" else MARGIN))
                 for c in np.flatnonzero(better):
                     best[c] = (fset, model, width, float(reg), float(reg) * scale, res[:, c])
                 best_mse = np.where(better, mse, best_mse)
-    if not kernels:
+    if not cache:
         raise FommError("the clip's motion is flat: no feature changes over the clip; extract it again")
     values = np.zeros((n_samples, len(names)))
     fits: list[ChannelFit] = []
@@ -240,7 +258,7 @@ def solve_examples(
             fits.append(ChannelFit(name, "constant", (), 0.0, None, 0.0, 0.0, 0.0))
             continue
         fset, model, width, reg, lam, res = best[c]
-        kc, kt = kernels[(fset, model, width)]
+        kc, kt = cache[(fset, model, width)]
         values[:, c] = _fit_predict(kc, kt, targets[:, c : c + 1], lam)[:, 0]
         held_out = np.clip(y - res, lo[c], hi[c]) - y  # what the others predict, bounded as the bake is
         fits.append(
@@ -262,6 +280,19 @@ def solve_examples(
     return ExampleSolve(values=values, fits=fits)
 
 
+def spread_frames(poses: np.ndarray, count: int) -> np.ndarray:
+    """Frames an animator would pick as examples from ``poses`` [T,C] (what the face does on each frame): the most
+    neutral one (least summed value) first, then each time the frame farthest from all those picked. Sorted."""
+    poses = np.asarray(poses, dtype=np.float64)
+    picked = [int(np.argmin(poses.sum(axis=1)))]
+    dist = np.linalg.norm(poses - poses[picked[0]], axis=1)
+    while len(picked) < min(count, len(poses)):
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(poses - poses[nxt], axis=1))
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
 __all__ = [
     "MIN_EXAMPLES",
     "UNEXPLAINED_RATIO",
@@ -271,5 +302,6 @@ __all__ = [
     "loo_residuals",
     "quaternion_hemisphere",
     "solve_examples",
+    "spread_frames",
     "standardise",
 ]

@@ -12,6 +12,7 @@ from ml_core.examples import (
     loo_residuals,
     quaternion_hemisphere,
     solve_examples,
+    spread_frames,
 )
 
 
@@ -96,7 +97,7 @@ def test_head_channels_use_the_head_pose():
     values, _, angle = _performance()
     blocks = example_features(values, None, 0)
     rows = _spread_rows(len(values), 8)
-    res = solve_examples(blocks, rows, angle[rows, None], ["head_roll"])
+    res = solve_examples(blocks, rows, angle[rows, None], ["head_roll"], head=[True])
     assert "head" in res.fits[0].features
     assert _pearson(res.values[:, 0], angle) > 0.99
 
@@ -155,3 +156,23 @@ def test_bad_examples_are_refused(rows, targets, message):
     blocks = example_features(values, None, 0)
     with pytest.raises(FommError, match=message):
         solve_examples(blocks, rows, np.asarray(targets, float), ["jaw"])
+
+
+def test_spread_frames_start_neutral_and_cover_the_extremes():
+    _, latent, _ = _performance()
+    frames = spread_frames(latent, 6)
+    assert len(frames) == 6 and np.all(np.diff(frames) > 0)
+    assert latent[frames].sum(1).min() == latent.sum(1).min()
+    for c in range(3):
+        assert latent[frames, c].max() > 0.9
+
+
+def test_linear_and_kernel_forms_can_be_forced():
+    values, latent, _ = _performance()
+    blocks = example_features(values, None, 0)
+    rows = _spread_rows(len(values), 8)
+    rows[2], rows[5] = 30 + np.argmax(latent[30:50, 2]), 180 + np.argmax(latent[180:200, 2])
+    for kernels in ("linear", "rbf", "auto"):
+        res = solve_examples(blocks, rows, latent[rows], ["jaw", "smile", "blink"], kernels=kernels)
+        expected = {"rbf"} if kernels == "rbf" else {"linear"}  # auto: linear below RBF_MIN_EXAMPLES examples
+        assert {f.model for f in res.fits} == expected

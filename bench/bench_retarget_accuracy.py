@@ -118,6 +118,91 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     return {sid: res.weights[:, i] for i, sid in enumerate(CURVE_IDS)}
 
 
+def examples_frames(gt: dict, count: int) -> np.ndarray:
+    """Frames an animator would pick (0-based): the most neutral, then each time the most different pose."""
+    from ml_core.examples import spread_frames
+
+    return spread_frames(np.asarray(gt["curves"], dtype=float), count)
+
+
+def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, count: int) -> dict[str, np.ndarray]:
+    """Bake from examples through the add-on: the same head built with arbitrary key names, ``count`` frames keyed
+    with the ground truth's values (``keyframe_insert``, as an animator would), ``bpy.ops.fomm.bake_from_examples``
+    (panel defaults; channels the others cannot predict baked anyway; no key reduction)."""
+    import addon_utils
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
+    scene = setup_scene(size=size, fps=int(round(fps)))
+    rig = make_test_character(seed, naming="custom")
+    s = scene.fomm
+    s.target_object = rig.mesh
+    s.clip_path = str(clip_path)
+    s.tolerance = 0.0
+    s.start_frame = 1
+    s.examples_unexplained = "BAKE"
+    curves = np.asarray(gt["curves"], dtype=float)
+    ids = [str(c) for c in gt["curve_ids"]]
+    key = rig.mesh.data.shape_keys
+    for f in examples_frames(gt, count):
+        for sid in CURVE_IDS:
+            kb = key.key_blocks[rig.names[sid]]
+            kb.value = float(curves[f, ids.index(sid)])
+            kb.keyframe_insert("value", frame=int(f) + 1)
+    if bpy.ops.fomm.bake_from_examples() != {"FINISHED"}:
+        raise RuntimeError("bake from examples failed")
+    print(f"  seed {seed}, {count} examples: {s.last_report}", flush=True)
+    from ml_core.clip import load_clip
+
+    frames = np.arange(1, load_clip(clip_path).num_frames + 1)
+    return {sid: baked_values(rig.mesh, rig.names[sid], frames) for sid in CURVE_IDS}
+
+
+def examples_offline(clip, gt: dict, count: int, kernels: str) -> dict[str, np.ndarray]:
+    """The same examples solved without Blender with one kernel forced (``linear`` or ``rbf``): the comparison."""
+    from ml_core.examples import example_features, solve_examples
+
+    curves = np.asarray(gt["curves"], dtype=float)
+    ids = [str(c) for c in gt["curve_ids"]]
+    cols = [ids.index(sid) for sid in CURVE_IDS]
+    rows = examples_frames(gt, count)
+    jac = clip.jacobians if clip.has_jacobians else None
+    blocks = example_features(clip.values, jac, clip.reference_frame)
+    y = curves[rows][:, cols]
+    live = [i for i in range(len(cols)) if np.ptp(y[:, i]) > 1e-9]
+    res = solve_examples(
+        blocks,
+        rows,
+        y[:, live],
+        [CURVE_IDS[i] for i in live],
+        lower=[0.0] * len(live),
+        upper=[1.0] * len(live),
+        kernels=kernels,
+    )
+    out = {sid: np.full(len(curves), float(y[0, i])) for i, sid in enumerate(CURVE_IDS)}
+    for j, i in enumerate(live):
+        out[CURVE_IDS[i]] = res.values[:, j]
+    return out
+
+
+def print_examples_table(per_seed: dict, seeds: list[int], columns: list[str]) -> None:
+    """Mean r per shape key (a constant ground truth left out) for each column; then per clip for the first."""
+
+    def mean_r(col: str, sid: str) -> tuple[float, list[float]]:
+        rs = []
+        for s in seeds:
+            g = per_seed[s]["gt"][sid]
+            rs.append(pearson(per_seed[s]["baked"][col][sid], g) if np.ptp(g) > 0 else float("nan"))
+        return float(np.nanmean(rs)), rs
+
+    print("\n| shape key | " + " | ".join(f"mean r, {c}" for c in columns) + f" | per clip, {columns[0]} |")
+    print("|---|" + "---|" * (len(columns) + 1))
+    for sid in CURVE_IDS:
+        cells = [f"{mean_r(c, sid)[0]:.3f}" for c in columns]
+        per = ", ".join("-" if np.isnan(r) else f"{r:.2f}" for r in mean_r(columns[0], sid)[1])
+        print(f"| {sid} | " + " | ".join(cells) + f" | {per} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="model weights (default: the shipped default model)")
@@ -127,6 +212,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="render size of the driving videos")
     ap.add_argument("--cameras", nargs="+", default=["synth", "auto"], choices=["synth", "auto"])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
+    ap.add_argument("--examples", type=int, nargs="*", default=[8, 12], help="example counts (bake from examples)")
     args = ap.parse_args()
 
     from ml_core import extract
@@ -161,15 +247,21 @@ def main() -> int:
             "baked": {},
         }
         entry["baked"]["oracle"] = oracle_weights(seed, gt, args.size, fps)
+        for n in args.examples:
+            entry["baked"][f"examples {n}"] = examples_bake(seed, clip_path, gt, fps, args.size, n)
+            for kernels in ("linear", "rbf"):
+                entry["baked"][f"examples {n} {kernels}"] = examples_offline(clip, gt, n, kernels)
         for cam in args.cameras:
             entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
         per_seed[seed] = entry
 
     model = args.checkpoint or "shipped default model"
     print(
-        f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; "
-        f"{time.perf_counter() - t0:.0f} s"
+        f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; {time.perf_counter() - t0:.0f} s"
     )
+    if args.examples:
+        cols = [f"examples {n}{k}" for n in args.examples for k in ("", " linear", " rbf")]
+        print_examples_table(per_seed, args.seeds, [*cols, "oracle", *args.cameras])
     for cam in ["oracle", *args.cameras]:
         title = "oracle keypoints (ground-truth landmarks; no network)" if cam == "oracle" else cam
         print(f"\nCalibration camera: {title}\n")
@@ -185,11 +277,7 @@ def main() -> int:
             summary[sid] = pooled
             print(f"| {sid} | " + " | ".join(f"{r:.3f}" for r in rs) + f" | {pooled:.3f} |")
         (args.out / f"summary_{cam}.json").write_text(json.dumps(summary, indent=1))
-    print(
-        "\n| head motion (clip similarity vs ground truth) | "
-        + " | ".join(f"seed {s}" for s in args.seeds)
-        + " |"
-    )
+    print("\n| head motion (clip similarity vs ground truth) | " + " | ".join(f"seed {s}" for s in args.seeds) + " |")
     print("|---|" + "---|" * len(args.seeds))
     print(
         "| roll r (angle about the view axis) | "
@@ -197,15 +285,9 @@ def main() -> int:
         + " |"
     )
     print(
-        "| roll r, oracle keypoints | "
-        + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in args.seeds)
-        + " |"
+        "| roll r, oracle keypoints | " + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in args.seeds) + " |"
     )
-    print(
-        "| yaw vs horizontal shift r | "
-        + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in args.seeds)
-        + " |"
-    )
+    print("| yaw vs horizontal shift r | " + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in args.seeds) + " |")
     return 0
 
 

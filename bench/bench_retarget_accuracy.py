@@ -144,8 +144,11 @@ def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, c
     curves = np.asarray(gt["curves"], dtype=float)
     ids = [str(c) for c in gt["curve_ids"]]
     key = rig.mesh.data.shape_keys
-    for f in examples_frames(gt, count):
+    rows = examples_frames(gt, count)
+    for f in rows:
         for sid in CURVE_IDS:
+            if np.ptp(curves[rows, ids.index(sid)]) <= 1e-9:
+                continue  # the performer never moves it on these frames: an animator would not key it
             kb = key.key_blocks[rig.names[sid]]
             kb.value = float(curves[f, ids.index(sid)])
             kb.keyframe_insert("value", frame=int(f) + 1)
@@ -155,7 +158,11 @@ def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, c
     from ml_core.clip import load_clip
 
     frames = np.arange(1, load_clip(clip_path).num_frames + 1)
-    return {sid: baked_values(rig.mesh, rig.names[sid], frames) for sid in CURVE_IDS}
+    out = {sid: np.zeros(len(frames)) for sid in CURVE_IDS}  # a key not keyed stays at 0
+    for sid in CURVE_IDS:
+        if np.ptp(curves[rows, ids.index(sid)]) > 1e-9:
+            out[sid] = baked_values(rig.mesh, rig.names[sid], frames)
+    return out
 
 
 def examples_offline(clip, gt: dict, count: int, kernels: str) -> dict[str, np.ndarray]:
@@ -212,6 +219,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="render size of the driving videos")
     ap.add_argument("--cameras", nargs="+", default=["synth", "auto"], choices=["synth", "auto"])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
+    ap.add_argument("--reuse", action="store_true", help="reuse the videos and clips of an earlier run in --out")
     ap.add_argument("--examples", type=int, nargs="*", default=[8, 12], help="example counts (bake from examples)")
     args = ap.parse_args()
 
@@ -229,10 +237,15 @@ def main() -> int:
     per_seed: dict = {}
     for seed in args.seeds:
         video = args.out / f"drive_{seed}.mp4"
-        gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
-        clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
         clip_path = args.out / f"clip_{seed}.npz"
-        clip.save(clip_path)
+        if args.reuse and video.is_file() and video.with_suffix(".npz").is_file() and clip_path.is_file():
+            from ml_core.clip import load_clip
+
+            gt, clip = dict(np.load(video.with_suffix(".npz"))), load_clip(clip_path)
+        else:
+            gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
+            clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
+            clip.save(clip_path)
         curves = np.asarray(gt["curves"], dtype=float)
         ids = [str(c) for c in gt["curve_ids"]]
         fps = float(gt["fps"])

@@ -187,8 +187,9 @@ def examples_action(rig, truth: dict, count: int):
     slot = action.slots.new(id_type="KEY", name=key.name)
     bag = ensure_channelbag(action, slot)
     for i, sid in enumerate(SEMANTIC):
-        curve = Curve(shape_key_path(rig.names[sid]), 0, rows + 1.0, curves[rows, i])
-        write_fcurve(bag, curve, curve.frames, curve.values)
+        if np.ptp(curves[rows, i]) > 1e-9:  # a key the performer never moves there is not posed
+            curve = Curve(shape_key_path(rig.names[sid]), 0, rows + 1.0, curves[rows, i])
+            write_fcurve(bag, curve, curve.frames, curve.values)
     return action, rows
 
 
@@ -207,9 +208,9 @@ def bake_from_examples(scene, rig, truth: dict, count: int, n: int) -> tuple[str
     s.placement = "ACTIVE"
     fcurves = {fc.data_path: fc for fc in action_fcurves(own_action(rig.mesh.data.shape_keys, KIND))}
     baked = {}
-    for sid in SEMANTIC:
-        fc = fcurves[shape_key_path(rig.names[sid])]
-        baked[sid] = np.array([fc.evaluate(float(f)) for f in range(1, n + 1)])
+    for sid in SEMANTIC:  # a key not posed stays at 0
+        fc = fcurves.get(shape_key_path(rig.names[sid]))
+        baked[sid] = np.array([fc.evaluate(float(f)) if fc else 0.0 for f in range(1, n + 1)])
     return report, baked, [int(r) + 1 for r in rows]
 
 

@@ -7,9 +7,10 @@ every keyed channel and predicts every frame.
 - Features (:func:`example_features`): the quantities calibration uses (:mod:`ml_core.retarget`): the keypoints'
   displacements after the head's motion is removed, the relative Jacobians ``J J_ref^-1 - I``, and the head pose
   (angle, log scale, translation) for head channels. Each block is standardised over the clip's frames and scaled
-  to unit total variance, so no block wins by its size.
+  to unit total variance, so no block wins by its size. The expression is also offered as its leading 16 principal
+  components over the whole clip (unlabelled frames included): where the face really moves, less detector noise.
 - Models: ridge regression in dual form, a linear kernel and a Gaussian (RBF) kernel, with an unpenalised intercept.
-  Per channel, the feature blocks, the kernel, its width and the regularisation are chosen by exact leave-one-out
+  Per channel, the representation, the kernel, its width and the regularisation are chosen by exact leave-one-out
   error (closed form: ``e_i / (1 - H_ii)`` with ``H = 11'/n + Kc (Kc + lam I)^-1``, ``Kc`` the centred kernel).
 - Outputs: clipped to each channel's bounds (shape-key slider range, a property's limits); quaternion channels are
   put in one hemisphere before the fit and normalised after it; angles are fitted as they are keyed (unwrapped by
@@ -30,12 +31,16 @@ from ml_core.retarget import motion_features, remove_head_motion
 MIN_EXAMPLES = 3
 #: A channel whose leave-one-out RMS error is above this fraction of its examples' spread is not explained.
 UNEXPLAINED_RATIO = 0.8
-#: Feature sets: the expression for face channels, the expression and the head pose for head channels.
-FEATURE_SETS: tuple[tuple[str, ...], ...] = (("expression",), ("expression", "head"))
+#: Principal components of the expression block kept as the alternative, denoised representations.
+COMPONENTS = (16,)
+_FACE = ("expression", *(f"expression_pc{k}" for k in COMPONENTS))
+#: Feature sets: the expression (all of it, or its leading principal components over the clip) for face channels;
+#: the same and the head pose for head channels.
+FEATURE_SETS: tuple[tuple[str, ...], ...] = (*((f,) for f in _FACE), *((f, "head") for f in _FACE))
 _REGULARISATION = np.logspace(-4, 2, 13)
 _WIDTHS = (0.5, 1.0, 2.0, 4.0)
-#: A richer candidate (more feature blocks, the RBF kernel) replaces the plain linear one only when its leave-one-out
-#: error is this much lower: with a handful of examples, the least of many noisy errors otherwise wins by chance.
+#: The RBF kernel replaces the linear map only when its leave-one-out error is this much lower: with a handful of
+#: examples, the least of many noisy errors otherwise wins by chance.
 MARGIN = 0.8
 #: The RBF kernel is a candidate from this many examples on (with fewer its leave-one-out error is too noisy to
 #: choose it over the linear map: measured on synthetic heads, see bench/RESULTS.md).
@@ -74,6 +79,28 @@ def standardise(block: np.ndarray) -> np.ndarray:
         return np.zeros((len(block), 0))
     z = (block[:, keep] - block[:, keep].mean(axis=0)) / std[keep]
     return z / np.sqrt(z.shape[1])
+
+
+def principal_components(block: np.ndarray, k: int) -> np.ndarray:
+    """The leading ``k`` principal-component scores [T,k] of a block over all the clip's samples (centred, not
+    scaled: keypoints that move much weigh more than jittery ones that hardly move)."""
+    centred = np.asarray(block, dtype=np.float64) - np.mean(block, axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    return u[:, :k] * s[:k]
+
+
+def representations(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every block standardised, plus the expression's leading principal components (for k below its width).
+
+    The components come from all the clip's samples, labelled or not: directions where the face really moves,
+    without the detector's noise in the rest, which the few examples alone cannot tell apart."""
+    out = {name: standardise(b) for name, b in blocks.items()}
+    expression = blocks.get("expression")
+    if expression is not None:
+        for k in COMPONENTS:
+            if expression.shape[1] > k:
+                out[f"expression_pc{k}"] = standardise(principal_components(expression, k))
+    return out
 
 
 @dataclass(frozen=True)
@@ -222,7 +249,7 @@ def solve_examples(
     for group in quaternions:
         targets[:, list(group)] = quaternion_hemisphere(targets[:, list(group)])
 
-    std = {name: standardise(b) for name, b in blocks.items()}
+    std = representations(blocks)
     lo = np.full(len(names), -np.inf) if lower is None else np.nan_to_num(np.asarray(lower, float), nan=-np.inf)
     hi = np.full(len(names), np.inf) if upper is None else np.nan_to_num(np.asarray(upper, float), nan=np.inf)
     head_mask = np.zeros(len(names), bool) if head is None else np.asarray(head, bool)
@@ -243,7 +270,8 @@ def solve_examples(
                 res = loo_residuals(kc, targets, float(reg) * scale)
                 mse = (res**2).mean(axis=0)
                 # ties keep the earlier, simpler candidate; a richer one must win by the margin
-                better = allowed & (mse < best_mse * (0.999 if model == "linear" else MARGIN))
+                plain = model == "linear"
+                better = allowed & (mse < best_mse * (0.999 if plain else MARGIN))
                 for c in np.flatnonzero(better):
                     best[c] = (fset, model, width, float(reg), float(reg) * scale, res[:, c])
                 best_mse = np.where(better, mse, best_mse)

@@ -289,7 +289,7 @@ def print_summary(summary: dict, labels: dict, ex_labels: dict | None, reports: 
         frames = summary["examples"]["frames"]
         print(f"side by side, bake from {len(frames)} examples (frames {', '.join(map(str, frames))}): "
               + ", ".join(f"{k} {ex_labels[k]}" for k in SEMANTIC))
-    for line in [r for r in reports if "keys" in r] or reports:
+    for line in [r for r in reports if "keys" in r or "example frames" in r] or reports:
         print(f"  {line}")
     print(f"outputs: {out / 'demo.blend'}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}, "
           f"{out / 'character.png'}")

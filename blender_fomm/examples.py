@@ -14,6 +14,7 @@ remembers it on the ID (custom property ``fomm_examples``); the next bake reads 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -32,6 +33,7 @@ KIND = "examples"
 EXAMPLES_PROP = "fomm_examples"  # on an ID: the name of its examples action
 SLOT_PROP = "fomm_examples_slot"  # on an ID: the identifier of its slot in that action
 CLIP_PROP = "fomm_examples_clip"  # on an examples action: the clip (model) it was last learned from
+DIGEST_PROP = "fomm_examples_digest"  # on a bake: its keys as written, to notice keys added to it afterwards
 _PATH = re.compile(r'^(?P<owner>.*?)(?:\.(?P<attr>[A-Za-z_]\w*)|\["(?P<custom>(?:[^"\\]|\\.)*)"\])$')
 _LOCKS = {"location": "lock_location", "rotation_euler": "lock_rotation", "scale": "lock_scale"}
 
@@ -385,7 +387,9 @@ def write(sources: list[Source], solved: list[Solved], frames: np.ndarray, setti
         curves = [anim.Curve(s.channel.data_path, s.channel.index, frames, s.values, "FOMM Examples") for s in items]
         tolerance = settings.tolerance if isinstance(id_data, bpy.types.Key) else settings.bone_tolerance
         report = anim.write_action(id_data, curves, kind=KIND, placement=settings.placement, tolerance=tolerance)
-        bpy.data.actions[report.action][EXAMPLES_PROP] = str(id_data.get(EXAMPLES_PROP, ""))
+        baked = bpy.data.actions[report.action]
+        baked[EXAMPLES_PROP] = str(id_data.get(EXAMPLES_PROP, ""))
+        baked[DIGEST_PROP] = action_digest(baked)
         names.append(report.action)
     return names
 
@@ -407,11 +411,35 @@ def store_report(settings, solved: list[Solved], skipped: list[Solved]) -> None:
         item.baked = s in solved
 
 
+def action_digest(action: bpy.types.Action) -> str:
+    """A short hash of every key of ``action`` (paths, frames, values)."""
+    h = hashlib.sha256()
+    for fc in sorted(anim.action_fcurves(action), key=lambda f: (f.data_path, f.array_index)):
+        co = np.empty(2 * len(fc.keyframe_points), dtype=np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        h.update(f"{fc.data_path}[{fc.array_index}]".encode())
+        h.update(co.tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_bakes_unchanged(scene) -> None:
+    """FommError if keys were added to (or changed in) a bake from examples since it was written: a new bake would
+    replace them. (Poses are keyed on the examples: Edit Examples makes them the active action again.)"""
+    for id_data in target_ids(scene):
+        baked = anim.own_action(id_data, KIND)
+        if baked is not None and baked.get(DIGEST_PROP) and baked[DIGEST_PROP] != action_digest(baked):
+            raise FommError(
+                f"keys were added to or changed in the bake '{baked.name}' since it was made, and baking again would "
+                "lose them: press Edit Examples and key your poses there (or undo those changes)"
+            )
+
+
 def bake_examples(scene, clip: MotionClip) -> str:
     """Read the examples, learn, write; everything validated before the scene changes."""
     s = scene.fomm
     start = int(s.start_frame)
     frames, blocks = frame_features(clip, scene, start, s)
+    check_bakes_unchanged(scene)
     sources = read_examples(scene, int(frames[0]), int(frames[-1]))
     check_clip_model(sources, clip, s.examples_accept_model)
     solved_all = solve(sources, frames, blocks, s.head_bone)

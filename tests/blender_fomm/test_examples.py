@@ -394,3 +394,30 @@ def test_bake_from_examples_is_one_undo_step(oracle):
     key = bpy.data.shape_keys[name]
     assert key.animation_data.action.name == examples
     assert not any(a.get(OWNER_PROP) == KIND for a in bpy.data.actions)
+
+
+def test_a_pose_keyed_into_the_bake_is_not_lost(oracle):
+    """Keying a pose while the bake plays writes into the add-on's action: baking again refuses (it would replace
+    that key) and says to key on the examples; Edit Examples then Bake works."""
+    rig, perf = _face(oracle)
+    _key_shapes(rig, perf, _examples_frames(perf), ids=["jaw_open"])
+    assert bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT") == {"FINISHED"}
+    kb = rig.mesh.data.shape_keys.key_blocks[rig.names["jaw_open"]]
+    kb.value = float(_curves(perf)["jaw_open"][32])  # the performer's jaw on frame 33
+    kb.keyframe_insert("value", frame=33)  # lands in the bake, the active action
+    _refused(r"keys were added to or changed in the bake 'FOMM examples .*' since it was made, .*: press Edit Examples")
+    assert bpy.ops.fomm.edit_examples("EXEC_DEFAULT") == {"FINISHED"}
+    kb.value = float(_curves(perf)["jaw_open"][32])
+    kb.keyframe_insert("value", frame=33)
+    assert bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT") == {"FINISHED"}
+    assert "from 9 example frames" in bpy.context.scene.fomm.last_report
+
+
+def test_operators_and_panel_registered():
+    for name in ("bake_from_examples", "edit_examples", "show_reference"):
+        assert hasattr(bpy.types, f"FOMM_OT_{name}")
+    assert bpy.types.FOMM_PT_examples.bl_category == "FOMM"
+    with pytest.raises(RuntimeError, match="Pick the target mesh or armature you posed"):
+        bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT")
+    with pytest.raises(RuntimeError, match="no examples to edit: key poses on the target, then Bake from Examples"):
+        bpy.ops.fomm.edit_examples("EXEC_DEFAULT")

@@ -388,10 +388,41 @@ def write(sources: list[Source], solved: list[Solved], frames: np.ndarray, setti
         tolerance = settings.tolerance if isinstance(id_data, bpy.types.Key) else settings.bone_tolerance
         report = anim.write_action(id_data, curves, kind=KIND, placement=settings.placement, tolerance=tolerance)
         baked = bpy.data.actions[report.action]
+        written = {(c.data_path, c.index) for c in curves}
+        for src in sources:
+            if src.id_data == id_data:
+                _pass_through(baked, [fc for fc in _fcurves(src) if (fc.data_path, fc.array_index) not in written])
         baked[EXAMPLES_PROP] = str(id_data.get(EXAMPLES_PROP, ""))
         baked[DIGEST_PROP] = action_digest(baked)
         names.append(report.action)
     return names
+
+
+_KEY_FLOATS = (("co", 2), ("handle_left", 2), ("handle_right", 2))
+_KEY_ENUMS = ("interpolation", "handle_left_type", "handle_right_type", "easing", "type")
+
+
+def _pass_through(baked: bpy.types.Action, fcurves: list[bpy.types.FCurve]) -> None:
+    """Copy the examples action's other curves (channels not learned: the body's animation, keys outside the clip,
+    skipped channels) into the bake as they are, so that the bake plays them as the examples action did."""
+    if not fcurves:
+        return
+    bag = anim.ensure_channelbag(baked, baked.slots[0])
+    for fc in fcurves:
+        new = bag.fcurves.new(fc.data_path, index=fc.array_index)
+        n = len(fc.keyframe_points)
+        new.keyframe_points.add(n)
+        for attr, width in _KEY_FLOATS:
+            buf = np.empty(width * n, dtype=np.float32)
+            fc.keyframe_points.foreach_get(attr, buf)
+            new.keyframe_points.foreach_set(attr, buf)
+        for attr in _KEY_ENUMS:
+            buf = np.empty(n, dtype=np.int32)
+            fc.keyframe_points.foreach_get(attr, buf)
+            new.keyframe_points.foreach_set(attr, buf)
+        new.extrapolation = fc.extrapolation
+        new.mute = fc.mute
+        new.update()
 
 
 def _plays_examples(id_data, sources) -> bool:

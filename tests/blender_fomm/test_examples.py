@@ -421,3 +421,31 @@ def test_operators_and_panel_registered():
         bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT")
     with pytest.raises(RuntimeError, match="no examples to edit: key poses on the target, then Bake from Examples"):
         bpy.ops.fomm.edit_examples("EXEC_DEFAULT")
+
+
+def test_other_animation_in_the_examples_action_keeps_playing(oracle):
+    """Channels of the examples action that are not learned (a body bone keyed outside the clip, a channel skipped as
+    unexplained) play on in the bake exactly as keyed, handles and interpolation included."""
+    path, perf = oracle
+    obj = _face_rig()
+    bpy.context.scene.render.fps = 25
+    s = bpy.context.scene.fomm
+    s.armature_object, s.clip_path = obj, str(path)
+    frames = _examples_frames(perf)
+    for f in frames:
+        _pose_rig(obj, perf, int(f))
+    arm = obj.pose.bones["head"]
+    for f, z in ((-20, 0.0), (-5, 0.3)):  # keyed before the clip: not an example
+        arm.location = (0, 0, z)
+        arm.keyframe_insert("location", index=2, frame=f)
+    examples = obj.animation_data.action
+    original = next(fc for fc in action_fcurves(examples) if fc.data_path.endswith("location"))
+    s.examples_unexplained = "BAKE"
+    assert bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT") == {"FINISHED"}
+    baked = own_action(obj, KIND)
+    copied = next(fc for fc in action_fcurves(baked) if fc.data_path == original.data_path)
+    assert copied.array_index == 2 and len(copied.keyframe_points) == 2
+    for a, b in zip(original.keyframe_points, copied.keyframe_points, strict=True):
+        assert tuple(a.co) == tuple(b.co) and tuple(a.handle_right) == tuple(b.handle_right)
+        assert a.interpolation == b.interpolation
+    assert copied.evaluate(-12.0) == pytest.approx(original.evaluate(-12.0))

@@ -6,12 +6,15 @@ every keyed channel and predicts every frame.
 
 - Features (:func:`example_features`): the quantities calibration uses (:mod:`ml_core.retarget`): the keypoints'
   displacements after the head's motion is removed, the relative Jacobians ``J J_ref^-1 - I``, and the head pose
-  (angle, log scale, translation) for head channels. Each block is standardised over the clip's frames and scaled
-  to unit total variance, so no block wins by its size. The expression is also offered as its leading 16 principal
-  components over the whole clip (unlabelled frames included): where the face really moves, less detector noise.
-- Models: ridge regression in dual form, a linear kernel and a Gaussian (RBF) kernel, with an unpenalised intercept.
-  Per channel, the representation, the kernel, its width and the regularisation are chosen by exact leave-one-out
-  error (closed form: ``e_i / (1 - H_ii)`` with ``H = 11'/n + Kc (Kc + lam I)^-1``, ``Kc`` the centred kernel).
+  (angle, log scale, translation) for head channels. The expression is whitened over the whole clip (unlabelled
+  frames included) with shrinkage (:func:`whiten`): every direction the face really moves in weighs alike, however
+  few pixels it moves, and directions with hardly any variance (detector noise) are damped. The head pose is
+  standardised; each block is scaled to unit total variance, so no block wins by its size.
+- Models: ridge regression in dual form with an unpenalised intercept: a linear kernel with a fixed relative
+  regularisation (:data:`REGULARISATION`; with a handful of examples, choosing it by leave-one-out picks noise), and
+  from :data:`RBF_MIN_EXAMPLES` examples on a Gaussian (RBF) kernel whose width and regularisation are chosen by
+  exact leave-one-out error (closed form: ``e_i / (1 - H_ii)`` with ``H = 11'/n + Kc (Kc + lam I)^-1``, ``Kc`` the
+  centred kernel), taken only when it beats the linear map by a margin.
 - Outputs: clipped to each channel's bounds (shape-key slider range, a property's limits); quaternion channels are
   put in one hemisphere before the fit and normalised after it; angles are fitted as they are keyed (unwrapped by
   the caller). Each channel's leave-one-out error is reported, so the animator sees where an example is missing.
@@ -31,13 +34,14 @@ from ml_core.retarget import motion_features, remove_head_motion
 MIN_EXAMPLES = 3
 #: A channel whose leave-one-out RMS error is above this fraction of its examples' spread is not explained.
 UNEXPLAINED_RATIO = 0.8
-#: Principal components of the expression block kept as the alternative, denoised representations.
-COMPONENTS = (16,)
-_FACE = ("expression", *(f"expression_pc{k}" for k in COMPONENTS))
-#: Feature sets: the expression (all of it, or its leading principal components over the clip) for face channels;
-#: the same and the head pose for head channels.
-FEATURE_SETS: tuple[tuple[str, ...], ...] = (*((f,) for f in _FACE), *((f, "head") for f in _FACE))
-_REGULARISATION = np.logspace(-4, 2, 13)
+#: Shrinkage of the expression's whitening, relative to its total variance over the clip: directions that vary less
+#: than this are damped rather than blown up (measured on synthetic heads, see bench/RESULTS.md).
+WHITENING = 0.03
+#: Feature sets: the expression for face channels; the expression and the head pose for head channels.
+FEATURE_SETS: tuple[tuple[str, ...], ...] = (("expression",), ("expression", "head"))
+#: The linear map's ridge penalty, relative to the centred kernel's mean diagonal (fixed, see the module's notes).
+REGULARISATION = 0.01
+_REGULARISATION = np.logspace(-4, 2, 13)  # the RBF kernel's candidates
 _WIDTHS = (0.5, 1.0, 2.0, 4.0)
 #: The RBF kernel replaces the linear map only when its leave-one-out error is this much lower: with a handful of
 #: examples, the least of many noisy errors otherwise wins by chance.
@@ -81,26 +85,28 @@ def standardise(block: np.ndarray) -> np.ndarray:
     return z / np.sqrt(z.shape[1])
 
 
-def principal_components(block: np.ndarray, k: int) -> np.ndarray:
-    """The leading ``k`` principal-component scores [T,k] of a block over all the clip's samples (centred, not
-    scaled: keypoints that move much weigh more than jittery ones that hardly move)."""
-    centred = np.asarray(block, dtype=np.float64) - np.mean(block, axis=0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    return u[:, :k] * s[:k]
+def whiten(block: np.ndarray, shrinkage: float = WHITENING) -> np.ndarray:
+    """The block's principal-component scores over all the clip's samples [T,k], each divided by
+    ``sqrt(variance + shrinkage * total variance)`` (columns standardised first, constant ones dropped), then scaled
+    to unit total variance.
+
+    A shrunk Mahalanobis metric: the clip's own covariance, labelled frames or not, tells which directions the face
+    really moves in; a small motion (a brow) then counts as much as a large one (the jaw), and the few examples need
+    not find it among the detector's noise, whose directions hardly vary and stay damped."""
+    z = standardise(block)
+    if z.shape[1] == 0:
+        return z
+    z = z - z.mean(axis=0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    var = s**2 / len(z)
+    keep = var > 1e-12 * var.sum()
+    scores = u[:, keep] * s[keep] / np.sqrt(var[keep] + shrinkage * var.sum())
+    return scores / np.sqrt(max(float((scores**2).sum(axis=1).mean()), 1e-24))
 
 
 def representations(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every block standardised, plus the expression's leading principal components (for k below its width).
-
-    The components come from all the clip's samples, labelled or not: directions where the face really moves,
-    without the detector's noise in the rest, which the few examples alone cannot tell apart."""
-    out = {name: standardise(b) for name, b in blocks.items()}
-    expression = blocks.get("expression")
-    if expression is not None:
-        for k in COMPONENTS:
-            if expression.shape[1] > k:
-                out[f"expression_pc{k}"] = standardise(principal_components(expression, k))
-    return out
+    """The expression whitened over the clip (:func:`whiten`), the other blocks standardised."""
+    return {name: whiten(b) if name == "expression" else standardise(b) for name, b in blocks.items()}
 
 
 @dataclass(frozen=True)
@@ -266,7 +272,7 @@ def solve_examples(
             cache[(fset, model, width)] = (kc, kt)
             allowed = head_mask if "head" in fset else ~head_mask
             scale = max(float(np.trace(kc)) / len(kc), 1e-12)
-            for reg in _REGULARISATION:
+            for reg in (REGULARISATION,) if model == "linear" else _REGULARISATION:
                 res = loo_residuals(kc, targets, float(reg) * scale)
                 mse = (res**2).mean(axis=0)
                 # ties keep the earlier, simpler candidate; a richer one must win by the margin
@@ -323,7 +329,9 @@ def spread_frames(poses: np.ndarray, count: int) -> np.ndarray:
 
 __all__ = [
     "MIN_EXAMPLES",
+    "REGULARISATION",
     "UNEXPLAINED_RATIO",
+    "WHITENING",
     "ChannelFit",
     "ExampleSolve",
     "example_features",
@@ -332,4 +340,5 @@ __all__ = [
     "solve_examples",
     "spread_frames",
     "standardise",
+    "whiten",
 ]

@@ -118,17 +118,23 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     return {sid: res.weights[:, i] for i, sid in enumerate(CURVE_IDS)}
 
 
-def examples_frames(gt: dict, count: int) -> np.ndarray:
-    """Frames an animator would pick (0-based): the most neutral, then each time the most different pose."""
-    from ml_core.examples import spread_frames
+def examples_frames(gt: dict, count: int, picker: str) -> np.ndarray:
+    """Frames an animator would pick (0-based). "spread": the most neutral, then each time the most different pose
+    (``spread_frames``); "peaks": the most neutral, then the frame where each key peaks (``peak_frames``: what an
+    animator picks by looking at the performer)."""
+    from ml_core.examples import peak_frames, spread_frames
 
-    return spread_frames(np.asarray(gt["curves"], dtype=float), count)
+    pick = peak_frames if picker == "peaks" else spread_frames
+    return pick(np.asarray(gt["curves"], dtype=float), count)
 
 
-def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, count: int) -> dict[str, np.ndarray]:
-    """Bake from examples through the add-on: the same head built with arbitrary key names, ``count`` frames keyed
-    with the ground truth's values (``keyframe_insert``, as an animator would), ``bpy.ops.fomm.bake_from_examples``
-    (panel defaults; channels the others cannot predict baked anyway; no key reduction)."""
+def examples_bake(
+    seed: int, clip_path: Path, gt: dict, fps: float, size: int, rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Bake from examples through the add-on: the same head built with arbitrary key names, the frames ``rows``
+    keyed with the ground truth's values (``keyframe_insert``, as an animator would),
+    ``bpy.ops.fomm.bake_from_examples`` (panel defaults; channels the others cannot predict baked anyway; no key
+    reduction)."""
     import addon_utils
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -144,7 +150,6 @@ def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, c
     curves = np.asarray(gt["curves"], dtype=float)
     ids = [str(c) for c in gt["curve_ids"]]
     key = rig.mesh.data.shape_keys
-    rows = examples_frames(gt, count)
     for f in rows:
         for sid in CURVE_IDS:
             if np.ptp(curves[rows, ids.index(sid)]) <= 1e-9:
@@ -154,7 +159,7 @@ def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, c
             kb.keyframe_insert("value", frame=int(f) + 1)
     if bpy.ops.fomm.bake_from_examples() != {"FINISHED"}:
         raise RuntimeError("bake from examples failed")
-    print(f"  seed {seed}, {count} examples: {s.last_report}", flush=True)
+    print(f"  seed {seed}, frames {rows.tolist()}: {s.last_report}", flush=True)
     from ml_core.clip import load_clip
 
     frames = np.arange(1, load_clip(clip_path).num_frames + 1)
@@ -165,16 +170,17 @@ def examples_bake(seed: int, clip_path: Path, gt: dict, fps: float, size: int, c
     return out
 
 
-def examples_offline(clip, gt: dict, count: int, kernels: str) -> dict[str, np.ndarray]:
-    """The same examples solved without Blender with one kernel forced (``linear`` or ``rbf``): the comparison."""
+def examples_offline(
+    values: np.ndarray, jacobians: np.ndarray | None, reference: int, gt: dict, rows: np.ndarray, kernels: str
+) -> dict[str, np.ndarray]:
+    """The same examples solved without Blender (``kernels``: "auto" as the add-on, or one kernel forced), from the
+    clip's keypoints or from the ground-truth landmarks (the ceiling: no network)."""
     from ml_core.examples import example_features, solve_examples
 
     curves = np.asarray(gt["curves"], dtype=float)
     ids = [str(c) for c in gt["curve_ids"]]
     cols = [ids.index(sid) for sid in CURVE_IDS]
-    rows = examples_frames(gt, count)
-    jac = clip.jacobians if clip.has_jacobians else None
-    blocks = example_features(clip.values, jac, clip.reference_frame)
+    blocks = example_features(values, jacobians, reference)
     y = curves[rows][:, cols]
     live = [i for i in range(len(cols)) if np.ptp(y[:, i]) > 1e-9]
     res = solve_examples(
@@ -221,9 +227,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
     ap.add_argument("--reuse", action="store_true", help="reuse the videos and clips of an earlier run in --out")
     ap.add_argument("--examples", type=int, nargs="*", default=[8, 12], help="example counts (bake from examples)")
+    ap.add_argument("--forced-kernels", action="store_true", help="also the examples solved with one kernel forced")
     args = ap.parse_args()
 
     from ml_core import extract
+    from ml_core.extraction import choose_reference_frame
 
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["FOMM_CACHE_DIR"] = str(args.out / "cache")
@@ -260,10 +268,19 @@ def main() -> int:
             "baked": {},
         }
         entry["baked"]["oracle"] = oracle_weights(seed, gt, args.size, fps)
+        jac = clip.jacobians if clip.has_jacobians else None
+        landmarks = np.asarray(gt["landmarks"], dtype=np.float64)
+        lm_ref = int(choose_reference_frame(landmarks.astype(np.float32)))
         for n in args.examples:
-            entry["baked"][f"examples {n}"] = examples_bake(seed, clip_path, gt, fps, args.size, n)
-            for kernels in ("linear", "rbf"):
-                entry["baked"][f"examples {n} {kernels}"] = examples_offline(clip, gt, n, kernels)
+            for picker in ("spread", "peaks"):
+                rows = examples_frames(gt, n, picker)
+                col = f"examples {n} {picker}"
+                entry["baked"][col] = examples_bake(seed, clip_path, gt, fps, args.size, rows)
+                entry["baked"][f"{col} oracle"] = examples_offline(landmarks, None, lm_ref, gt, rows, "auto")
+                for kernels in ("linear", "rbf") if args.forced_kernels else ():
+                    entry["baked"][f"{col} {kernels}"] = examples_offline(
+                        clip.values, jac, clip.reference_frame, gt, rows, kernels
+                    )
         for cam in args.cameras:
             entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
         per_seed[seed] = entry
@@ -273,7 +290,8 @@ def main() -> int:
         f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; {time.perf_counter() - t0:.0f} s"
     )
     if args.examples:
-        cols = [f"examples {n}{k}" for n in args.examples for k in ("", " linear", " rbf")]
+        kinds = ("", " oracle", *((" linear", " rbf") if args.forced_kernels else ()))
+        cols = [f"examples {n} {p}{k}" for n in args.examples for p in ("spread", "peaks") for k in kinds]
         print_examples_table(per_seed, args.seeds, [*cols, "oracle", *args.cameras])
     for cam in ["oracle", *args.cameras]:
         title = "oracle keypoints (ground-truth landmarks; no network)" if cam == "oracle" else cam

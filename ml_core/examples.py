@@ -327,6 +327,37 @@ def spread_frames(poses: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
+def peak_frames(poses: np.ndarray, count: int, *, min_gap: int = 4, near_peak: float = 0.8) -> np.ndarray:
+    """Frames an animator picks by looking at the performer, from ``poses`` [T,C] (what the face does on each
+    frame): the most neutral one (least summed value), then the frame where each channel peaks (the channels of
+    widest range first; a channel already near its peak, at ``near_peak`` of its range, on a picked frame is
+    skipped: raising both brows is one example), none within ``min_gap`` frames of another; any left to ``count``
+    as :func:`spread_frames` picks them (the frame farthest from those picked). Sorted."""
+    poses = np.asarray(poses, dtype=np.float64)
+    count = min(count, len(poses))
+    picked = [int(np.argmin(poses.sum(axis=1)))]
+
+    def free(t: int) -> bool:
+        return all(abs(t - p) >= min_gap for p in picked)
+
+    low, span = poses.min(axis=0), np.ptp(poses, axis=0)
+    for c in np.argsort(-span, kind="stable"):
+        if len(picked) >= count or span[c] <= 1e-12:
+            continue
+        if poses[picked, c].max() >= low[c] + near_peak * span[c]:
+            continue
+        frame = next((int(t) for t in np.argsort(-poses[:, c], kind="stable") if free(int(t))), None)
+        if frame is not None:
+            picked.append(frame)
+    dist = np.min([np.linalg.norm(poses - poses[p], axis=1) for p in picked], axis=0)
+    while len(picked) < count:
+        order = np.argsort(-dist, kind="stable")
+        frame = next((int(t) for t in order if free(int(t))), int(order[0]))
+        picked.append(frame)
+        dist = np.minimum(dist, np.linalg.norm(poses - poses[frame], axis=1))
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
 __all__ = [
     "MIN_EXAMPLES",
     "REGULARISATION",
@@ -336,6 +367,7 @@ __all__ = [
     "ExampleSolve",
     "example_features",
     "loo_residuals",
+    "peak_frames",
     "quaternion_hemisphere",
     "solve_examples",
     "spread_frames",

@@ -10,6 +10,7 @@ from ml_core.examples import (
     MIN_EXAMPLES,
     example_features,
     loo_residuals,
+    peak_frames,
     quaternion_hemisphere,
     solve_examples,
     spread_frames,
@@ -177,3 +178,18 @@ def test_linear_and_kernel_forms_can_be_forced():
         res = solve_examples(blocks, rows, latent[rows], ["jaw", "smile", "blink"], kernels=kernels)
         expected = {"rbf"} if kernels == "rbf" else {"linear"}  # auto: linear below RBF_MIN_EXAMPLES examples
         assert {f.model for f in res.fits} == expected
+
+
+def test_peak_frames_take_the_neutral_frame_and_each_channels_peak():
+    _, latent, _ = _performance()
+    frames = peak_frames(latent, 6, min_gap=4)
+    assert len(frames) == 6 and np.all(np.diff(frames) >= 4)
+    assert latent[frames].sum(1).min() == latent.sum(1).min()
+    for c in range(3):
+        assert latent[frames, c].max() == pytest.approx(latent[:, c].max())
+    # two channels that always move together (both brows) peak on one frame: one example shows both
+    t = np.arange(20.0)
+    brow = np.exp(-((t - 5) ** 2) / 2)
+    poses = np.column_stack([brow, brow, 0.5 * np.exp(-((t - 15) ** 2) / 2)])
+    assert peak_frames(poses, 3).tolist() == [0, 5, 15]
+    assert peak_frames(poses, 3, near_peak=1.5).tolist() == [0, 5, 9]  # never covered: the second brow's own frame

@@ -14,6 +14,8 @@ from ml_core.examples import (
     quaternion_hemisphere,
     solve_examples,
     spread_frames,
+    standardise,
+    whiten,
 )
 
 
@@ -193,3 +195,19 @@ def test_peak_frames_take_the_neutral_frame_and_each_channels_peak():
     poses = np.column_stack([brow, brow, 0.5 * np.exp(-((t - 15) ** 2) / 2)])
     assert peak_frames(poses, 3).tolist() == [0, 5, 15]
     assert peak_frames(poses, 3, near_peak=1.5).tolist() == [0, 5, 9]  # never covered: the second brow's own frame
+
+
+def test_whitening_weighs_small_real_motions_alike_and_damps_jitter():
+    rng = np.random.default_rng(3)
+    t = np.arange(400)
+    jaw, brow = np.sin(t / 7.0), np.sin(t / 23.0 + 1)
+    mix = rng.normal(size=(2, 12))
+    block = np.outer(jaw, mix[0]) * 3.0 + np.outer(brow, mix[1]) + rng.normal(0, 1e-3, (400, 12))
+    block[:, 5] *= 50.0  # one column in other units: standardised first
+    plain = np.linalg.svd(standardise(block) - standardise(block).mean(0), compute_uv=False) ** 2
+    assert plain[1] / plain[0] < 0.2  # standardised, the brow's direction has a tenth of the jaw's variance
+    z = whiten(block)
+    var = z.var(axis=0)
+    assert np.isclose((z**2).sum(1).mean(), 1.0)
+    assert var[1] / var[0] > 0.7  # whitened, it counts nearly as much
+    assert var[2:].sum() < 0.01 * var[:2].sum()  # the jitter's directions stay small

@@ -159,6 +159,104 @@ def print_tables(per_seed: dict, seeds: list[int], cameras: list[str], out: Path
     )
 
 
+def examples_frames(gt: dict, count: int, picker: str) -> np.ndarray:
+    """Frames an animator would pick (0-based). "spread": the most neutral, then each time the most different pose
+    (``spread_frames``); "peaks": the most neutral, then the frame where each key peaks (``peak_frames``: what an
+    animator picks by looking at the performer)."""
+    from ml_core.examples import peak_frames, spread_frames
+
+    pick = peak_frames if picker == "peaks" else spread_frames
+    return pick(np.asarray(gt["curves"], dtype=float), count)
+
+
+def examples_bake(
+    seed: int, clip_path: Path, gt: dict, fps: float, size: int, rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Bake from examples through the add-on: the same head built with arbitrary key names, the frames ``rows``
+    keyed with the ground truth's values (``keyframe_insert``, as an animator would),
+    ``bpy.ops.fomm.bake_from_examples`` (panel defaults; channels the others cannot predict baked anyway; no key
+    reduction)."""
+    import addon_utils
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
+    scene = setup_scene(size=size, fps=int(round(fps)))
+    rig = make_test_character(seed, naming="custom")
+    s = scene.fomm
+    s.target_object = rig.mesh
+    s.clip_path = str(clip_path)
+    s.tolerance = 0.0
+    s.start_frame = 1
+    s.examples_unexplained = "BAKE"
+    curves = np.asarray(gt["curves"], dtype=float)
+    ids = [str(c) for c in gt["curve_ids"]]
+    key = rig.mesh.data.shape_keys
+    for f in rows:
+        for sid in CURVE_IDS:
+            if np.ptp(curves[rows, ids.index(sid)]) <= 1e-9:
+                continue  # the performer never moves it on these frames: an animator would not key it
+            kb = key.key_blocks[rig.names[sid]]
+            kb.value = float(curves[f, ids.index(sid)])
+            kb.keyframe_insert("value", frame=int(f) + 1)
+    if bpy.ops.fomm.bake_from_examples() != {"FINISHED"}:
+        raise RuntimeError("bake from examples failed")
+    print(f"  seed {seed}, frames {rows.tolist()}: {s.last_report}", flush=True)
+    from ml_core.clip import load_clip
+
+    frames = np.arange(1, load_clip(clip_path).num_frames + 1)
+    out = {sid: np.zeros(len(frames)) for sid in CURVE_IDS}  # a key not keyed stays at 0
+    for sid in CURVE_IDS:
+        if np.ptp(curves[rows, ids.index(sid)]) > 1e-9:
+            out[sid] = baked_values(rig.mesh, rig.names[sid], frames)
+    return out
+
+
+def examples_offline(
+    values: np.ndarray, jacobians: np.ndarray | None, reference: int, gt: dict, rows: np.ndarray, kernels: str
+) -> dict[str, np.ndarray]:
+    """The same examples solved without Blender (``kernels``: "auto" as the add-on, or one kernel forced), from the
+    clip's keypoints or from the ground-truth landmarks (the ceiling: no network)."""
+    from ml_core.examples import example_features, solve_examples
+
+    curves = np.asarray(gt["curves"], dtype=float)
+    ids = [str(c) for c in gt["curve_ids"]]
+    cols = [ids.index(sid) for sid in CURVE_IDS]
+    blocks = example_features(values, jacobians, reference)
+    y = curves[rows][:, cols]
+    live = [i for i in range(len(cols)) if np.ptp(y[:, i]) > 1e-9]
+    res = solve_examples(
+        blocks,
+        rows,
+        y[:, live],
+        [CURVE_IDS[i] for i in live],
+        lower=[0.0] * len(live),
+        upper=[1.0] * len(live),
+        kernels=kernels,
+    )
+    out = {sid: np.full(len(curves), float(y[0, i])) for i, sid in enumerate(CURVE_IDS)}
+    for j, i in enumerate(live):
+        out[CURVE_IDS[i]] = res.values[:, j]
+    return out
+
+
+def print_examples_table(per_seed: dict, seeds: list[int], columns: list[str]) -> None:
+    """Mean r per shape key (a constant ground truth left out) for each column; then per clip for the first."""
+
+    def mean_r(col: str, sid: str) -> tuple[float, list[float]]:
+        rs = []
+        for s in seeds:
+            g = per_seed[s]["gt"][sid]
+            rs.append(pearson(per_seed[s]["baked"][col][sid], g) if np.ptp(g) > 0 else float("nan"))
+        return float(np.nanmean(rs)), rs
+
+    print("\n| shape key | " + " | ".join(f"mean r, {c}" for c in columns) + f" | per clip, {columns[0]} |")
+    print("|---|" + "---|" * (len(columns) + 1))
+    for sid in CURVE_IDS:
+        cells = [f"{mean_r(c, sid)[0]:.3f}" for c in columns]
+        per = ", ".join("-" if np.isnan(r) else f"{r:.2f}" for r in mean_r(columns[0], sid)[1])
+        print(f"| {sid} | " + " | ".join(cells) + f" | {per} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="model weights (default: the shipped default model)")
@@ -168,9 +266,13 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="render size of the driving videos")
     ap.add_argument("--cameras", nargs="+", default=["synth", "auto"], choices=["synth", "auto"])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
+    ap.add_argument("--reuse", action="store_true", help="reuse the videos and clips of an earlier run in --out")
+    ap.add_argument("--examples", type=int, nargs="*", default=[8, 12], help="example counts (bake from examples)")
+    ap.add_argument("--forced-kernels", action="store_true", help="also the examples solved with one kernel forced")
     args = ap.parse_args()
 
     from ml_core import extract
+    from ml_core.extraction import choose_reference_frame
 
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["FOMM_CACHE_DIR"] = str(args.out / "cache")
@@ -184,10 +286,15 @@ def main() -> int:
     per_seed: dict = {}
     for seed in args.seeds:
         video = args.out / f"drive_{seed}.mp4"
-        gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
-        clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
         clip_path = args.out / f"clip_{seed}.npz"
-        clip.save(clip_path)
+        if args.reuse and video.is_file() and video.with_suffix(".npz").is_file() and clip_path.is_file():
+            from ml_core.clip import load_clip
+
+            gt, clip = dict(np.load(video.with_suffix(".npz"))), load_clip(clip_path)
+        else:
+            gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
+            clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
+            clip.save(clip_path)
         curves = np.asarray(gt["curves"], dtype=float)
         ids = [str(c) for c in gt["curve_ids"]]
         fps = float(gt["fps"])
@@ -202,15 +309,31 @@ def main() -> int:
             "baked": {},
         }
         entry["baked"]["oracle"] = oracle_weights(seed, gt, args.size, fps)
+        jac = clip.jacobians if clip.has_jacobians else None
+        landmarks = np.asarray(gt["landmarks"], dtype=np.float64)
+        lm_ref = int(choose_reference_frame(landmarks.astype(np.float32)))
+        for n in args.examples:
+            for picker in ("spread", "peaks"):
+                rows = examples_frames(gt, n, picker)
+                col = f"examples {n} {picker}"
+                entry["baked"][col] = examples_bake(seed, clip_path, gt, fps, args.size, rows)
+                entry["baked"][f"{col} oracle"] = examples_offline(landmarks, None, lm_ref, gt, rows, "auto")
+                for kernels in ("linear", "rbf") if args.forced_kernels else ():
+                    entry["baked"][f"{col} {kernels}"] = examples_offline(
+                        clip.values, jac, clip.reference_frame, gt, rows, kernels
+                    )
         for cam in args.cameras:
             entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
         per_seed[seed] = entry
 
     model = args.checkpoint or "shipped default model"
     print(
-        f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; "
-        f"{time.perf_counter() - t0:.0f} s"
+        f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; {time.perf_counter() - t0:.0f} s"
     )
+    if args.examples:
+        kinds = ("", " oracle", *((" linear", " rbf") if args.forced_kernels else ()))
+        cols = [f"examples {n} {p}{k}" for n in args.examples for p in ("spread", "peaks") for k in kinds]
+        print_examples_table(per_seed, args.seeds, [*cols, "oracle", *args.cameras])
     print_tables(per_seed, args.seeds, args.cameras, args.out)
     return 0
 

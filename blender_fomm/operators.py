@@ -15,7 +15,7 @@ import bpy
 
 from ml_core.errors import FommError
 
-from . import pipeline, shapekeys
+from . import examples, pipeline, shapekeys
 from .prefs import worker_settings
 from .worker_client import CANCELLED, DONE, RUNNING, WorkerJob, run_job
 
@@ -255,6 +255,47 @@ class FOMM_OT_neural_preview(_StepOperator, bpy.types.Operator):
         return pipeline.neural_preview_step(context.scene, worker_settings(context))
 
 
+class FOMM_OT_bake_from_examples(_StepOperator, bpy.types.Operator):
+    """Learn from the frames you keyed on the target (shape keys, bones, custom properties) and bake every frame"""
+
+    bl_idname = "fomm.bake_from_examples"
+    bl_label = "Bake from Examples"
+
+    @classmethod
+    def poll(cls, context):
+        s = context.scene.fomm
+        if s.target_object is None and s.armature_object is None:
+            return _why_not(cls, "Pick the target mesh or armature you posed")
+        return _clip_ok(cls, context) and _idle(cls)
+
+    def make_step(self, context):
+        return examples.bake_step(context.scene)
+
+
+class FOMM_OT_edit_examples(_StepOperator, bpy.types.Operator):
+    """Make the example poses the active action again, to add or move examples (the bake is removed)"""
+
+    bl_idname = "fomm.edit_examples"
+    bl_label = "Edit Examples"
+
+    def make_step(self, context):
+        return examples.edit_step(context.scene)
+
+
+class FOMM_OT_show_reference(_StepOperator, bpy.types.Operator):
+    """Show the driving video on a plane beside the character, in step with the timeline, to pose against"""
+
+    bl_idname = "fomm.show_reference"
+    bl_label = "Show Reference Video"
+
+    @classmethod
+    def poll(cls, context):
+        return _clip_ok(cls, context) and _idle(cls)
+
+    def make_step(self, context):
+        return examples.reference_step(context.scene)
+
+
 class FOMM_OT_check_worker(_StepOperator, bpy.types.Operator):
     """Start the worker once and report its Python, torch and devices"""
 
@@ -363,6 +404,9 @@ classes = (
     FOMM_OT_bake_shape_keys,
     FOMM_OT_bake_bones,
     FOMM_OT_neural_preview,
+    FOMM_OT_bake_from_examples,
+    FOMM_OT_edit_examples,
+    FOMM_OT_show_reference,
     FOMM_OT_check_worker,
     FOMM_OT_cancel,
     FOMM_OT_refresh_keys,

@@ -83,6 +83,16 @@ class FOMM_PG_arkit_item(bpy.types.PropertyGroup):
     )
 
 
+class FOMM_PG_example_channel(bpy.types.PropertyGroup):
+    """One channel of the last bake from examples: how well the others predict each of its examples."""
+
+    # ``name``: the channel's label
+    loo: FloatProperty(name="Leave-One-Out Error", description="Largest error predicting an example from the others")
+    spread: FloatProperty(name="Spread", description="Standard deviation of the channel's example values")
+    explained: BoolProperty(name="Explained", default=True)
+    baked: BoolProperty(name="Baked", default=True)
+
+
 class FOMM_PG_settings(bpy.types.PropertyGroup):
     """The inputs of every step, organised like the panels: Source, Extract, Target, Bake, Preview."""
 
@@ -262,6 +272,30 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     head_translation: BoolProperty(name="Translation", default=True, description="Move the head bone")
     head_scale: BoolProperty(name="Scale", default=False, description="Scale the head bone as the face grows")
 
+    # -- Bake from examples -----------------------------------------------------------------------
+    examples_action: PointerProperty(
+        name="Examples",
+        type=bpy.types.Action,
+        description="Action holding the example poses (empty: the keys on the target's own channels)",
+    )
+    examples_unexplained: EnumProperty(
+        name="Unexplained Channels",
+        items=[
+            ("STOP", "Stop", "Stop and say which channel the clip's motion cannot explain"),
+            ("BAKE", "Bake Anyway", "Bake them too"),
+            ("SKIP", "Skip", "Leave them out of the bake"),
+        ],
+        default="STOP",
+        description="What to do with a keyed channel whose examples the others cannot predict",
+    )
+    examples_accept_model: BoolProperty(
+        name="Accept Another Model",
+        default=False,
+        description="Learn the examples from this clip although they were last learned from a clip of another model",
+    )
+    example_channels: CollectionProperty(type=FOMM_PG_example_channel)
+    example_channels_index: IntProperty()
+
     # -- Preview ---------------------------------------------------------------------------------
     preview_source: EnumProperty(
         name="Source",
@@ -305,7 +339,14 @@ class FOMM_PG_job(bpy.types.PropertyGroup):
     cancel_requested: BoolProperty(default=False)
 
 
-classes = (FOMM_PG_key_item, FOMM_PG_mapping, FOMM_PG_arkit_item, FOMM_PG_settings, FOMM_PG_job)
+classes = (
+    FOMM_PG_key_item,
+    FOMM_PG_mapping,
+    FOMM_PG_arkit_item,
+    FOMM_PG_example_channel,
+    FOMM_PG_settings,
+    FOMM_PG_job,
+)
 
 
 def register() -> None:

@@ -169,6 +169,40 @@ class FOMM_PT_bake(_Panel, bpy.types.Panel):
             layout.label(text=s.last_report, icon="CHECKMARK")
 
 
+class FOMM_UL_example_channels(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        warn = not item.explained
+        row.label(text=item.name, icon="ERROR" if warn else ("CHECKMARK" if item.baked else "X"))
+        row.label(text=f"within {item.loo:.3g}" + ("" if item.baked else " (skipped)"))
+
+
+class FOMM_PT_examples(_Panel, bpy.types.Panel):
+    """Bake from Examples: pose the target on a few frames against the reference video, learn the rest."""
+
+    bl_label = "Bake from Examples"
+    bl_idname = "FOMM_PT_examples"
+
+    def draw(self, context):
+        s = context.scene.fomm
+        layout = self.layout
+        layout.operator("fomm.show_reference", icon="FILE_MOVIE")
+        layout.label(text="Scrub, pose the target, insert keyframes", icon="INFO")
+        col = layout.column()
+        col.use_property_split = True
+        col.prop(s, "examples_action")
+        col.prop(s, "examples_unexplained")
+        col.prop(s, "examples_accept_model")
+        row = layout.row(align=True)
+        row.operator("fomm.bake_from_examples", icon="KEYFRAME_HLT")
+        row.operator("fomm.edit_examples", icon="GREASEPENCIL")
+        if len(s.example_channels):
+            layout.label(text="Each example predicted by the others:")
+            layout.template_list(
+                "FOMM_UL_example_channels", "", s, "example_channels", s, "example_channels_index", rows=4
+            )
+
+
 class FOMM_PT_preview(_Panel, bpy.types.Panel):
     bl_label = "Preview"
     bl_idname = "FOMM_PT_preview"
@@ -192,6 +226,8 @@ classes = (
     FOMM_PT_extract,
     FOMM_PT_target,
     FOMM_PT_bake,
+    FOMM_UL_example_channels,
+    FOMM_PT_examples,
     FOMM_PT_preview,
 )
 

@@ -26,6 +26,10 @@ def test_demo_end_to_end(tmp_path) -> None:
     assert summary["frames"] == 60
     assert summary["pearson_r"]["jaw_open"] >= 0.8, summary["pearson_r"]
     assert any("after reduction" in line for line in summary["reports"])
+    # the same character also baked from 8 posed examples, scored side by side
+    assert len(summary["examples"]["frames"]) == 8
+    assert summary["examples"]["pearson_r"]["jaw_open"] >= 0.8, summary["examples"]
+    assert any("from 8 example frames" in line for line in summary["reports"])
     cap = cv2.VideoCapture(str(out / "review.mp4"))
     try:
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
@@ -34,3 +38,4 @@ def test_demo_end_to_end(tmp_path) -> None:
     finally:
         cap.release()
     assert "accuracy (Pearson r, baked vs ground truth): jaw_open" in r.stdout
+    assert "side by side, bake from 8 examples (frames " in r.stdout

@@ -448,6 +448,7 @@ def resampled_clip(clip: MotionClip, scene, path: Path) -> int:
         else np.broadcast_to(np.eye(2, dtype=np.float32), (m, k, 2, 2)),
         fps=fps,
         frame_indices=np.arange(m),
+        sample_times=None,  # one sample per scene frame: the times follow from the frame numbers and fps
         reference_frame=int(min(m - 1, round(ref_time * fps))),
         notes=(*clip.notes, f"resampled to {fps:g} fps for the preview"),
     )

@@ -42,7 +42,8 @@ def test_resampled_clip_keeps_every_field(tmp_path):
     out = load_clip(path)
     assert out.num_frames == m == 23 and out.fps == 24.0 and out.reference_frame == 6
     assert out.notes == ("a note", "resampled to 24 fps for the preview")
-    changed = {"values", "jacobians", "fps", "frame_indices", "reference_frame", "notes"}
+    changed = {"values", "jacobians", "fps", "frame_indices", "sample_times", "reference_frame", "notes"}
+    np.testing.assert_allclose(out.times, np.arange(m) / 24.0)
     for f in fields(MotionClip):
         if f.name not in changed:
             assert getattr(out, f.name) == getattr(clip, f.name), f.name

@@ -38,8 +38,9 @@ def world_bounds(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, float]:
     return lo, hi, float(max(hi[2] - lo[2], hi[0] - lo[0], 1e-3))
 
 
-def emission_material(name: str, prop: str, image: bpy.types.Image) -> tuple[bpy.types.Material,
-                                                                            bpy.types.ShaderNodeTexImage]:
+def emission_material(
+    name: str, prop: str, image: bpy.types.Image
+) -> tuple[bpy.types.Material, bpy.types.ShaderNodeTexImage]:
     """A new material ``name`` marked ``prop``: ``image`` through an Image Texture into an Emission shader. Returns
     the material and its texture node (whose ``image_user`` the caller sets)."""
     mat = bpy.data.materials.new(name)

@@ -1,4 +1,5 @@
-"""What the benchmarks share: the machine line, load averages, peak-memory readings, child runs, RESULTS.md sections.
+"""What the benchmarks share: the machine line, load averages, peak-memory readings, child runs, RESULTS.md sections,
+Pearson r, and the oracle calibration of a synthetic head (in Blender).
 
 Imported by the benchmark scripts as ``bench._common`` (each puts the repository first on ``sys.path``). Linux only
 where it reads ``/proc``: a benchmark must not report a number it could not measure, so a missing reading raises.
@@ -13,6 +14,12 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ml_core.retarget import Calibration
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -83,3 +90,55 @@ def replace_section(section: str, text: str, results: Path = RESULTS) -> None:
     old = results.read_text() if results.exists() else "# Benchmark results\n"
     current = read_section(section, results)
     results.write_text(old.rstrip("\n") + "\n\n" + text + "\n" if current is None else old.replace(current, text, 1))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two series (NaN when either is constant)."""
+    a = np.asarray(a, float) - np.mean(a)
+    b = np.asarray(b, float) - np.mean(b)
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 1e-12 else float("nan")
+
+
+def oracle_calibration(seed: int, size: int, fps: int) -> Calibration:
+    """The calibration the add-on would make of synthetic head ``seed`` (arbitrary key names), from perfect
+    keypoints: the projected landmarks of its neutral face, of each shape key at 1 and of the turned and nodded
+    views (the synthetic camera orbited as the add-on does). In Blender (``bpy``); leaves a fresh scene holding
+    that head."""
+    import bpy
+    from mathutils import Matrix
+
+    from blender_fomm.calibration import POSE_ANGLE, POSE_NAMES, camera_view, face_region, pose_views
+    from ml_core.retarget import Calibration
+    from tools.synth import CURVE_IDS, make_test_character
+    from tools.synth.render import landmark_world, project_points, setup_scene
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = setup_scene(size=size, fps=fps)
+    rig = make_test_character(seed, naming="custom")
+    key = rig.mesh.data.shape_keys
+    names = [rig.names[sid] for sid in CURVE_IDS]
+
+    def snap() -> np.ndarray:
+        bpy.context.view_layer.update()
+        return project_points(scene, landmark_world(rig))
+
+    neutral = snap()
+    poses = []
+    for n in names:
+        key.key_blocks[n].value = 1.0
+        poses.append(snap())
+        key.key_blocks[n].value = 0.0
+    turned = []
+    for view in pose_views(camera_view(scene.camera), face_region(rig.mesh, names)[0]):
+        scene.camera.matrix_world = Matrix(view.matrix)
+        turned.append(snap())
+    k = len(neutral)
+    return Calibration(
+        names,
+        neutral,
+        np.stack(poses),
+        pose_names=list(POSE_NAMES),
+        pose_values=np.stack(turned).reshape(len(POSE_NAMES), 2, k, 2),
+        meta={"pose_angle_deg": float(np.degrees(POSE_ANGLE))},
+    )

@@ -194,44 +194,11 @@ def livelink_to_view(angles: np.ndarray) -> np.ndarray:
 def oracle(args, gt: dict) -> dict:
     """The same estimate fed with perfect keypoints: the driving clip's ground-truth landmarks, and an
     oracle calibration (the same head's projected landmarks, neutral, per key and orbited as the add-on does)."""
-    from mathutils import Matrix
-
-    from blender_fomm.calibration import POSE_ANGLE, POSE_NAMES, camera_view, face_region, pose_views
+    from bench._common import oracle_calibration
     from ml_core.extraction import choose_reference_frame
     from ml_core.headpose import estimate_head_pose
-    from ml_core.retarget import Calibration
-    from tools.synth import CURVE_IDS, make_test_character
-    from tools.synth.render import landmark_world, project_points, setup_scene
 
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = setup_scene(size=args.size, fps=args.fps)
-    rig = make_test_character(args.seed, naming="custom")
-    key = rig.mesh.data.shape_keys
-    names = [rig.names[sid] for sid in CURVE_IDS]
-
-    def snap() -> np.ndarray:
-        bpy.context.view_layer.update()
-        return project_points(scene, landmark_world(rig))
-
-    neutral = snap()
-    poses = []
-    for n in names:
-        key.key_blocks[n].value = 1.0
-        poses.append(snap())
-        key.key_blocks[n].value = 0.0
-    turned = []
-    for view in pose_views(camera_view(scene.camera), face_region(rig.mesh, names)[0]):
-        scene.camera.matrix_world = Matrix(view.matrix)
-        turned.append(snap())
-    k = len(neutral)
-    calib = Calibration(
-        names,
-        neutral,
-        np.stack(poses),
-        pose_names=list(POSE_NAMES),
-        pose_values=np.stack(turned).reshape(len(POSE_NAMES), 2, k, 2),
-        meta={"pose_angle_deg": float(np.degrees(POSE_ANGLE))},
-    )
+    calib = oracle_calibration(args.seed, args.size, args.fps)
     values = np.asarray(gt["landmarks"], dtype=np.float64)
     ref = choose_reference_frame(values.astype(np.float32))
     hp = estimate_head_pose(values, None, ref, calib)

@@ -28,18 +28,11 @@ sys.path.insert(0, str(REPO))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from mathutils import Matrix  # noqa: E402
 
+from bench._common import pearson  # noqa: E402
 from ml_core.retarget import remove_head_motion  # noqa: E402
 from tools.synth import CURVE_IDS, make_test_character, render_driving_clip  # noqa: E402
 from tools.synth.render import setup_scene  # noqa: E402
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, float) - np.mean(a)
-    b = np.asarray(b, float) - np.mean(b)
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 1e-12 else float("nan")
 
 
 def baked_values(obj, name: str, frames: np.ndarray) -> np.ndarray:
@@ -51,7 +44,9 @@ def baked_values(obj, name: str, frames: np.ndarray) -> np.ndarray:
     return np.array([fc.evaluate(float(f)) for f in frames])
 
 
-def bake_one(seed: int, clip_path: Path, camera_mode: str, fps: float, size: int) -> dict[str, np.ndarray]:
+def addon_scene(seed: int, clip_path: Path, fps: float, size: int) -> tuple[bpy.types.Scene, object]:
+    """A fresh scene with the add-on enabled and head ``seed`` (arbitrary key names) as the target of the clip at
+    ``clip_path``: no key reduction, the bake from frame 1. Returns the scene and the head's rig."""
     import addon_utils  # importable once bpy is
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -63,6 +58,12 @@ def bake_one(seed: int, clip_path: Path, camera_mode: str, fps: float, size: int
     s.clip_path = str(clip_path)
     s.tolerance = 0.0
     s.start_frame = 1
+    return scene, rig
+
+
+def bake_one(seed: int, clip_path: Path, camera_mode: str, fps: float, size: int) -> dict[str, np.ndarray]:
+    scene, rig = addon_scene(seed, clip_path, fps, size)
+    s = scene.fomm
     s.camera_object = scene.camera if camera_mode == "synth" else None
     ret = bpy.ops.fomm.bake_shape_keys()
     if ret != {"FINISHED"}:
@@ -79,39 +80,11 @@ def oracle_weights(seed: int, gt: dict, size: int, fps: float) -> dict[str, np.n
     mesh points) of the driving clip, and of the character's neutral, per-key and turned/nodded poses
     seen by the synthetic camera (orbited as the add-on does). Measures the retargeting math alone
     (head-motion removal, calibration, neutral frame, bounded solve), no network involved."""
-    from blender_fomm.calibration import POSE_NAMES, camera_view, face_region, pose_views
+    from bench._common import oracle_calibration
     from ml_core.extraction import choose_reference_frame
-    from ml_core.retarget import Calibration, SolveOptions, solve_weights
-    from tools.synth.render import landmark_world, project_points
+    from ml_core.retarget import SolveOptions, solve_weights
 
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = setup_scene(size=size, fps=int(round(fps)))
-    rig = make_test_character(seed, naming="custom")
-    key = rig.mesh.data.shape_keys
-    names = [rig.names[sid] for sid in CURVE_IDS]
-
-    def snap() -> np.ndarray:
-        bpy.context.view_layer.update()
-        return project_points(scene, landmark_world(rig))
-
-    neutral = snap()
-    poses = []
-    for n in names:
-        key.key_blocks[n].value = 1.0
-        poses.append(snap())
-        key.key_blocks[n].value = 0.0
-    turned = []
-    for view in pose_views(camera_view(scene.camera), face_region(rig.mesh, names)[0]):
-        scene.camera.matrix_world = Matrix(view.matrix)
-        turned.append(snap())
-    k = len(neutral)
-    calib = Calibration(
-        names,
-        neutral,
-        np.stack(poses),
-        pose_names=list(POSE_NAMES),
-        pose_values=np.stack(turned).reshape(len(POSE_NAMES), 2, k, 2),
-    )
+    calib = oracle_calibration(seed, size, int(round(fps)))
     values = np.asarray(gt["landmarks"], dtype=np.float64)
     ref = choose_reference_frame(values.astype(np.float32))
     res = solve_weights(calib, values, None, ref, options=SolveOptions())  # the Bake panel's defaults
@@ -176,17 +149,8 @@ def examples_bake(
     keyed with the ground truth's values (``keyframe_insert``, as an animator would),
     ``bpy.ops.fomm.bake_from_examples`` (panel defaults; channels the others cannot predict baked anyway; no key
     reduction)."""
-    import addon_utils
-
-    bpy.ops.wm.read_homefile(use_empty=True)
-    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
-    scene = setup_scene(size=size, fps=int(round(fps)))
-    rig = make_test_character(seed, naming="custom")
+    scene, rig = addon_scene(seed, clip_path, fps, size)
     s = scene.fomm
-    s.target_object = rig.mesh
-    s.clip_path = str(clip_path)
-    s.tolerance = 0.0
-    s.start_frame = 1
     s.examples_unexplained = "BAKE"
     curves = np.asarray(gt["curves"], dtype=float)
     ids = [str(c) for c in gt["curve_ids"]]

@@ -29,12 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, float) - np.mean(a)
-    b = np.asarray(b, float) - np.mean(b)
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 1e-12 else float("nan")
+from bench._common import pearson  # noqa: E402
 
 
 def lip_gap(landmarks: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from mathutils import Matrix, Quaternion, Vector
 
 from ml_core.errors import FommError
-from ml_core.headpose import HeadPose, head_deltas, in_plane_rotations, pose_to_json
+from ml_core.headpose import HeadPose, head_deltas, head_rotations, pose_to_json
 from ml_core.retarget import (
     HeadMotion,
     polar_decompose,
@@ -183,35 +183,6 @@ def view_basis(camera: bpy.types.Object | None) -> tuple[np.ndarray, np.ndarray,
     return m[:, 0], m[:, 1], -m[:, 2]
 
 
-def head_matrices(
-    head: HeadMotion | HeadPose,
-    pivot: np.ndarray,
-    right: np.ndarray,
-    up: np.ndarray,
-    forward: np.ndarray,
-    units: float,
-    *,
-    use_translation: bool = True,
-    use_scale: bool = False,
-) -> np.ndarray:
-    """World-space deltas [T,4,4] (:func:`ml_core.headpose.head_deltas`): about ``pivot``, rotate by the
-    head's 3-D rotation (a :class:`HeadPose`) or its in-plane angle alone (a :class:`HeadMotion`: about the
-    view axis, clockwise on screen for positive angles), scale, then translate in the view plane."""
-    rots = head.rotations() if isinstance(head, HeadPose) else in_plane_rotations(head.angle)
-    return head_deltas(
-        rots,
-        head.scale,
-        head.translation,
-        pivot,
-        right,
-        up,
-        forward,
-        units,
-        use_translation=use_translation,
-        use_scale=use_scale,
-    )
-
-
 def bake_head_bone(
     arm_obj: bpy.types.Object,
     bone: str,
@@ -237,8 +208,17 @@ def bake_head_bone(
     to_arm = np.array(arm_obj.matrix_world.to_3x3().inverted_safe())
     right, up, forward = (to_arm @ v for v in (right, up, forward))
     rest = np.array(pb.bone.matrix_local)
-    deltas = head_matrices(
-        head, rest[:3, 3], right, up, forward, units, use_translation=use_translation, use_scale=use_scale
+    deltas = head_deltas(  # world-space deltas [T,4,4] about the bone's head
+        head_rotations(head),
+        head.scale,
+        head.translation,
+        rest[:3, 3],
+        right,
+        up,
+        forward,
+        units,
+        use_translation=use_translation,
+        use_scale=use_scale,
     )
     basis = np.linalg.inv(rest) @ deltas @ rest  # pose-bone basis matrices [T,4,4]
     loc = basis[:, :3, 3]

@@ -7,13 +7,9 @@ from bpy_extras.io_utils import ExportHelper
 
 from ml_core.errors import FommError
 
-from . import export, shapekeys
+from . import export
+from .operators import target_has_keys
 from .ui import _Panel
-
-
-def _why_not(cls, text: str) -> bool:
-    cls.poll_message_set(text)
-    return False
 
 
 def _run(op, context, fn) -> set[str]:
@@ -40,8 +36,7 @@ class FOMM_OT_arkit_fill(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        obj = context.scene.fomm.target_object
-        return True if shapekeys.bakeable_keys(obj) else _why_not(cls, "Pick a target mesh with shape keys")
+        return target_has_keys(cls, context)
 
     def execute(self, context):
         s = context.scene.fomm
@@ -109,11 +104,4 @@ class FOMM_PT_export(_Panel, bpy.types.Panel):
 classes = (FOMM_OT_arkit_fill, FOMM_OT_export_livelink_csv, FOMM_OT_export_fbx, FOMM_UL_arkit, FOMM_PT_export)
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # in order; reversed

@@ -155,6 +155,12 @@ def _why_not(cls, text: str) -> bool:
     return False
 
 
+def target_has_keys(cls: type, context: bpy.types.Context) -> bool:
+    """Poll: the target mesh has shape keys to bake (else the reason shown on the greyed-out button)."""
+    obj = context.scene.fomm.target_object
+    return True if shapekeys.bakeable_keys(obj) else _why_not(cls, "Pick a target mesh with shape keys")
+
+
 def _clip_ok(cls, context) -> bool:
     path = context.scene.fomm.clip_path
     if not path:
@@ -339,8 +345,7 @@ class FOMM_OT_refresh_keys(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        obj = context.scene.fomm.target_object
-        return True if shapekeys.bakeable_keys(obj) else _why_not(cls, "Pick a target mesh with shape keys")
+        return target_has_keys(cls, context)
 
     def execute(self, context):
         s = context.scene.fomm

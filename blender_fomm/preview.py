@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 import bpy
-import numpy as np
-from mathutils import Vector
 
 from ml_core.errors import FommError
+
+from .planes import add_plane, emission_material, remove_marked, world_bounds
 
 PREVIEW_PROP = "fomm_preview"
 NAME = "FOMM Preview"
@@ -36,27 +36,10 @@ def placement_beside(obj: bpy.types.Object | None, side: float | None = None) ->
     if obj is None:
         s = side or 1.0
         return (1.5 * s, 0.0, 0.0), s
-    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
-    lo, hi = corners.min(axis=0), corners.max(axis=0)
-    s = side or float(max(hi[2] - lo[2], hi[0] - lo[0], 1e-3))
+    lo, hi, size = world_bounds(obj)
+    s = side or size
     center = (float(hi[0] + 0.6 * s), float((lo[1] + hi[1]) / 2), float((lo[2] + hi[2]) / 2))
     return center, s
-
-
-def _remove_own(scene: bpy.types.Scene) -> None:
-    for obj in [o for o in bpy.data.objects if o.get(PREVIEW_PROP)]:
-        mesh = obj.data
-        mats = [m for m in mesh.materials if m is not None and m.get(PREVIEW_PROP)]
-        bpy.data.objects.remove(obj)
-        if mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
-        for m in mats:
-            imgs = [n.image for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
-            if m.users == 0:
-                bpy.data.materials.remove(m)
-            for img in imgs:
-                if img.users == 0 and img.get(PREVIEW_PROP):
-                    bpy.data.images.remove(img)
 
 
 def build_preview_plane(
@@ -69,21 +52,13 @@ def build_preview_plane(
     """Make (or remake) the preview plane showing the sequence in ``frames_dir`` from ``start_frame``."""
     files = sequence_files(frames_dir)
     first_number = int(_NUMBER.search(files[0].name).group(1))
-    _remove_own(scene)
+    remove_marked(PREVIEW_PROP)
     img = bpy.data.images.load(str(files[0]), check_existing=False)
     img.name = NAME
     img.source = "SEQUENCE"
     img[PREVIEW_PROP] = True
 
-    mat = bpy.data.materials.new(NAME)
-    mat[PREVIEW_PROP] = True
-    if bpy.app.version < (5, 0, 0):  # 5.0+ materials always use nodes (the flag is deprecated)
-        mat.use_nodes = True
-    nt = mat.node_tree
-    for n in list(nt.nodes):
-        nt.nodes.remove(n)
-    tex = nt.nodes.new("ShaderNodeTexImage")
-    tex.image = img
+    mat, tex = emission_material(NAME, PREVIEW_PROP, img)
     tex.interpolation = "Linear"
     user = tex.image_user
     user.frame_duration = len(files)
@@ -91,25 +66,9 @@ def build_preview_plane(
     user.frame_offset = first_number - 1
     user.use_auto_refresh = True
     user.use_cyclic = False
-    emit = nt.nodes.new("ShaderNodeEmission")
-    out = nt.nodes.new("ShaderNodeOutputMaterial")
-    nt.links.new(tex.outputs["Color"], emit.inputs["Color"])
-    nt.links.new(emit.outputs["Emission"], out.inputs["Surface"])
-    tex.location, emit.location, out.location = (-400, 0), (-100, 0), (150, 0)
 
     center, s = placement_beside(beside, side)
-    h = s / 2
-    mesh = bpy.data.meshes.new(NAME)
-    # a square in X-Z facing -Y (towards the front view), image upright
-    mesh.from_pydata([(-h, 0, -h), (h, 0, -h), (h, 0, h), (-h, 0, h)], [], [(0, 1, 2, 3)])
-    uv = mesh.uv_layers.new(name="UVMap")
-    uv.data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    mesh.materials.append(mat)
-    obj = bpy.data.objects.new(NAME, mesh)
-    obj[PREVIEW_PROP] = True
-    obj.location = center
-    scene.collection.objects.link(obj)
-    return obj
+    return add_plane(scene, NAME, PREVIEW_PROP, mat, center, s / 2, s / 2)
 
 
 def preview_texture(obj: bpy.types.Object) -> bpy.types.ShaderNodeTexImage:

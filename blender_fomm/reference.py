@@ -13,40 +13,22 @@ import os
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from ml_core.clip import MotionClip
 from ml_core.errors import FommError
 
+from .planes import add_plane, emission_material, remove_marked, world_bounds
 from .shapekeys import scene_fps
 
 REFERENCE_PROP = "fomm_reference"
 NAME = "FOMM Reference"
 
 
-def _remove_own() -> None:
-    for obj in [o for o in bpy.data.objects if o.get(REFERENCE_PROP)]:
-        mesh = obj.data
-        mats = [m for m in mesh.materials if m is not None and m.get(REFERENCE_PROP)]
-        bpy.data.objects.remove(obj)
-        if mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
-        for m in mats:
-            imgs = [n.image for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
-            if m.users == 0:
-                bpy.data.materials.remove(m)
-            for img in imgs:
-                if img.users == 0 and img.get(REFERENCE_PROP):
-                    bpy.data.images.remove(img)
-
-
 def placement_left_of(obj: bpy.types.Object | None) -> tuple[tuple[float, float, float], float]:
     """Centre and side of a square plane to the left (-X) of ``obj``'s bounding box, facing -Y."""
     if obj is None:
         return (-1.5, 0.0, 0.0), 1.0
-    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
-    lo, hi = corners.min(axis=0), corners.max(axis=0)
-    s = float(max(hi[2] - lo[2], hi[0] - lo[0], 1e-3))
+    lo, hi, s = world_bounds(obj)
     return (float(lo[0] - 0.6 * s), float((lo[1] + hi[1]) / 2), float((lo[2] + hi[2]) / 2)), s
 
 
@@ -70,42 +52,20 @@ def build_reference_plane(
         img = bpy.data.images.load(video, check_existing=False)
     except RuntimeError:
         raise FommError(f"Blender cannot play the video {video}: convert it to an .mp4 (H.264)") from None
-    _remove_own()
+    remove_marked(REFERENCE_PROP)
     img.name = NAME
     img[REFERENCE_PROP] = True
     img.source = "MOVIE"
-    mat = bpy.data.materials.new(NAME)
-    mat[REFERENCE_PROP] = True
-    if bpy.app.version < (5, 0, 0):  # 5.0+ materials always use nodes
-        mat.use_nodes = True
-    nt = mat.node_tree
-    for n in list(nt.nodes):
-        nt.nodes.remove(n)
-    tex = nt.nodes.new("ShaderNodeTexImage")
-    tex.image = img
+    mat, tex = emission_material(NAME, REFERENCE_PROP, img)
     user = tex.image_user
     user.frame_duration = max(1, int(img.frame_duration) - int(clip.frame_indices[0]))
     user.frame_start = int(start_frame)
     user.frame_offset = int(clip.frame_indices[0])
     user.use_auto_refresh = True
-    emit = nt.nodes.new("ShaderNodeEmission")
-    out = nt.nodes.new("ShaderNodeOutputMaterial")
-    nt.links.new(tex.outputs["Color"], emit.inputs["Color"])
-    nt.links.new(emit.outputs["Emission"], out.inputs["Surface"])
-    tex.location, emit.location, out.location = (-400, 0), (-100, 0), (150, 0)
 
     center, s = placement_left_of(beside)
     w, h = img.size[:] if img.size[0] and img.size[1] else (1, 1)
-    hx, hz = (s / 2) * min(1.0, w / h), (s / 2) * min(1.0, h / w)
-    mesh = bpy.data.meshes.new(NAME)
-    mesh.from_pydata([(-hx, 0, -hz), (hx, 0, -hz), (hx, 0, hz), (-hx, 0, hz)], [], [(0, 1, 2, 3)])
-    mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    mesh.materials.append(mat)
-    obj = bpy.data.objects.new(NAME, mesh)
-    obj[REFERENCE_PROP] = True
-    obj.location = center
-    scene.collection.objects.link(obj)
-    return obj
+    return add_plane(scene, NAME, REFERENCE_PROP, mat, center, (s / 2) * min(1.0, w / h), (s / 2) * min(1.0, h / w))
 
 
 def show_reference(scene: bpy.types.Scene, clip: MotionClip) -> str:

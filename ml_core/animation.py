@@ -517,6 +517,49 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _open_sinks(
+    stack: contextlib.ExitStack, targets: list[_Target], digits: int, rate: float,
+    make_panel: Callable[[], _DrivingPanel],
+) -> tuple[list[Any], VideoWriter | None, _DrivingPanel | None]:
+    """Open every output on ``stack``: the frame sinks (PNG folders, videos), the review video and its driving
+    panel (``make_panel()``, made only when a review is asked for)."""
+    sinks: list[Any] = []
+    review_writer = None
+    panel = None
+    for target in targets:
+        if target.kind == "frames":
+            sinks.append(_PngSequence(stack, target.path, digits))
+        else:
+            writer = stack.enter_context(VideoWriter(target.path, rate))
+            if target.kind == "video":
+                sinks.append(writer)
+            else:
+                review_writer = writer
+                panel = make_panel()
+                stack.callback(panel.close)
+    return sinks, review_writer, panel
+
+
+def _write_batches(
+    batches: Iterator[np.ndarray], sinks: list[Any], review_writer: VideoWriter | None,
+    panel: _DrivingPanel | None, progress: Progress | None, total: int,
+) -> int:
+    """Write each generated frame to every sink (and beside its driving frame to the review); the frames written."""
+    written = 0
+    if progress is not None:
+        progress(0, total)
+    for batch in batches:
+        for frame in _to_uint8(batch):
+            for sink in sinks:
+                sink.write(frame)
+            if review_writer is not None and panel is not None:
+                review_writer.write(np.concatenate([panel.frame(written), frame], axis=1))
+            written += 1
+        if progress is not None:
+            progress(written, total)
+    return written
+
+
 def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionClip | str | os.PathLike,
             output: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, model: ModelBundle | None = None,
             checkpoint: str | os.PathLike | None = None, config: str | os.PathLike | dict | None = None,
@@ -570,35 +613,14 @@ def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionC
     digits = max(4, len(str(total)))
     generator = inference_generator(bundle)
 
-    written = 0
     with contextlib.ExitStack() as stack:
-        sinks: list[Any] = []
-        review_writer = None
-        panel = None
-        for target in targets:
-            if target.kind == "frames":
-                sinks.append(_PngSequence(stack, target.path, digits))
-            else:
-                writer = stack.enter_context(VideoWriter(target.path, rate))
-                if target.kind == "video":
-                    sinks.append(writer)
-                else:
-                    review_writer = writer
-                    panel = _DrivingPanel(clip, video, size, say, shown)
-                    stack.callback(panel.close)
-        if progress is not None:
-            progress(0, total)
-        for batch in iter_animation_batches(bundle, framed, clip, mode=mode,
-                                            adapt_movement_scale=adapt_movement_scale, batch_size=int(batch_size),
-                                            dtype=dtype, cancel=cancel, generator=generator):
-            for frame in _to_uint8(batch):
-                for sink in sinks:
-                    sink.write(frame)
-                if review_writer is not None and panel is not None:
-                    review_writer.write(np.concatenate([panel.frame(written), frame], axis=1))
-                written += 1
-            if progress is not None:
-                progress(written, total)
+        sinks, review_writer, panel = _open_sinks(
+            stack, targets, digits, rate, lambda: _DrivingPanel(clip, video, size, say, shown)
+        )
+        batches = iter_animation_batches(bundle, framed, clip, mode=mode,
+                                         adapt_movement_scale=adapt_movement_scale, batch_size=int(batch_size),
+                                         dtype=dtype, cancel=cancel, generator=generator)
+        written = _write_batches(batches, sinks, review_writer, panel, progress, total)
     outputs = [str(t.path) for t in targets if t.kind != "review"]
     return {
         "frames": written,

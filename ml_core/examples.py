@@ -221,6 +221,75 @@ def quaternion_hemisphere(quats: np.ndarray) -> np.ndarray:
     return np.where((q @ axis)[:, None] < 0, -q, q)
 
 
+def _select_models(
+    std: dict[str, np.ndarray], rows: np.ndarray, targets: np.ndarray, kernels: str, head_mask: np.ndarray
+) -> tuple[dict[tuple, tuple[np.ndarray, np.ndarray]], list[tuple]]:
+    """Every candidate (feature set, kernel, width, regularisation) scored by its exact leave-one-out error; per
+    channel the best one allowed to it. Returns the centred kernels by (feature set, model, width) and, per channel,
+    ``(feature set, model, width, reg, lam, residuals)`` (``()`` where none was allowed)."""
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    best_mse = np.full(targets.shape[1], np.inf)
+    best: list[tuple] = [()] * targets.shape[1]
+    for fset in FEATURE_SETS:
+        parts = [std[b] for b in fset if b in std and std[b].shape[1]]
+        if not parts or len(parts) != len(fset):
+            continue
+        z = np.concatenate(parts, axis=1) / np.sqrt(len(parts))
+        for model, width, k_all in _kernels(z, rows, kernels):
+            kc, kt = _centred(k_all, rows)
+            cache[(fset, model, width)] = (kc, kt)
+            allowed = head_mask if "head" in fset else ~head_mask
+            scale = max(float(np.trace(kc)) / len(kc), 1e-12)
+            for reg in (REGULARISATION,) if model == "linear" else _REGULARISATION:
+                res = loo_residuals(kc, targets, float(reg) * scale)
+                mse = (res**2).mean(axis=0)
+                # ties keep the earlier, simpler candidate; a richer one must win by the margin
+                plain = model == "linear"
+                better = allowed & (mse < best_mse * (0.999 if plain else MARGIN))
+                for c in np.flatnonzero(better):
+                    best[c] = (fset, model, width, float(reg), float(reg) * scale, res[:, c])
+                best_mse = np.where(better, mse, best_mse)
+    return cache, best
+
+
+def _predict_channels(
+    names: Sequence[str],
+    targets: np.ndarray,
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]],
+    best: list[tuple],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    n_samples: int,
+) -> tuple[np.ndarray, list[ChannelFit]]:
+    """Each channel's chosen model fitted on all examples and evaluated on every sample [T,C] (constant channels keep
+    their value), with its fit report (leave-one-out errors bounded as the bake is)."""
+    values = np.zeros((n_samples, len(names)))
+    fits: list[ChannelFit] = []
+    for c, name in enumerate(names):
+        y = targets[:, c]
+        if np.ptp(y) <= 1e-9:
+            values[:, c] = y[0]
+            fits.append(ChannelFit(name, "constant", (), 0.0, None, 0.0, 0.0, 0.0))
+            continue
+        fset, model, width, reg, lam, res = best[c]
+        kc, kt = cache[(fset, model, width)]
+        values[:, c] = _fit_predict(kc, kt, targets[:, c : c + 1], lam)[:, 0]
+        held_out = np.clip(y - res, lo[c], hi[c]) - y  # what the others predict, bounded as the bake is
+        fits.append(
+            ChannelFit(
+                name=name,
+                model=model,
+                features=tuple(fset),
+                regularization=reg,
+                width=width,
+                loo_rms=float(np.sqrt((held_out**2).mean())),
+                loo_max=float(np.abs(held_out).max()),
+                spread=float(y.std()),
+            )
+        )
+    return values, fits
+
+
 def solve_examples(
     blocks: dict[str, np.ndarray],
     rows: Sequence[int] | np.ndarray,
@@ -259,54 +328,10 @@ def solve_examples(
     lo = np.full(len(names), -np.inf) if lower is None else np.nan_to_num(np.asarray(lower, float), nan=-np.inf)
     hi = np.full(len(names), np.inf) if upper is None else np.nan_to_num(np.asarray(upper, float), nan=np.inf)
     head_mask = np.zeros(len(names), bool) if head is None else np.asarray(head, bool)
-    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    best_mse = np.full(len(names), np.inf)
-    best: list[tuple] = [()] * len(names)
-    for fset in FEATURE_SETS:
-        parts = [std[b] for b in fset if b in std and std[b].shape[1]]
-        if not parts or len(parts) != len(fset):
-            continue
-        z = np.concatenate(parts, axis=1) / np.sqrt(len(parts))
-        for model, width, k_all in _kernels(z, rows, kernels):
-            kc, kt = _centred(k_all, rows)
-            cache[(fset, model, width)] = (kc, kt)
-            allowed = head_mask if "head" in fset else ~head_mask
-            scale = max(float(np.trace(kc)) / len(kc), 1e-12)
-            for reg in (REGULARISATION,) if model == "linear" else _REGULARISATION:
-                res = loo_residuals(kc, targets, float(reg) * scale)
-                mse = (res**2).mean(axis=0)
-                # ties keep the earlier, simpler candidate; a richer one must win by the margin
-                plain = model == "linear"
-                better = allowed & (mse < best_mse * (0.999 if plain else MARGIN))
-                for c in np.flatnonzero(better):
-                    best[c] = (fset, model, width, float(reg), float(reg) * scale, res[:, c])
-                best_mse = np.where(better, mse, best_mse)
+    cache, best = _select_models(std, rows, targets, kernels, head_mask)
     if not cache:
         raise FommError("the clip's motion is flat: no feature changes over the clip; extract it again")
-    values = np.zeros((n_samples, len(names)))
-    fits: list[ChannelFit] = []
-    for c, name in enumerate(names):
-        y = targets[:, c]
-        if np.ptp(y) <= 1e-9:
-            values[:, c] = y[0]
-            fits.append(ChannelFit(name, "constant", (), 0.0, None, 0.0, 0.0, 0.0))
-            continue
-        fset, model, width, reg, lam, res = best[c]
-        kc, kt = cache[(fset, model, width)]
-        values[:, c] = _fit_predict(kc, kt, targets[:, c : c + 1], lam)[:, 0]
-        held_out = np.clip(y - res, lo[c], hi[c]) - y  # what the others predict, bounded as the bake is
-        fits.append(
-            ChannelFit(
-                name=name,
-                model=model,
-                features=tuple(fset),
-                regularization=reg,
-                width=width,
-                loo_rms=float(np.sqrt((held_out**2).mean())),
-                loo_max=float(np.abs(held_out).max()),
-                spread=float(y.std()),
-            )
-        )
+    values, fits = _predict_channels(names, targets, cache, best, lo, hi, n_samples)
     for group in quaternions:
         g = list(group)
         values[:, g] /= np.maximum(np.linalg.norm(values[:, g], axis=1, keepdims=True), 1e-12)

@@ -39,6 +39,7 @@ import numpy as np
 from ml_core.errors import FommError
 from ml_core.retarget import (
     Calibration,
+    HeadMotion,
     clip_features,
     remove_head_motion,
     resample,
@@ -313,6 +314,13 @@ def in_plane_rotations(angle: np.ndarray) -> np.ndarray:
     a = np.asarray(angle, dtype=np.float64)
     z = np.zeros_like(a)
     return euler_to_matrix(z, z, a)
+
+
+def head_rotations(head: HeadMotion | HeadPose) -> np.ndarray:
+    """[T,3,3] view-coordinate rotations of the head: a :class:`HeadPose`'s 3-D rotation, or a
+    :class:`~ml_core.retarget.HeadMotion`'s in-plane angle alone (about the view axis, clockwise on screen for
+    positive angles). The ``rotations`` of :func:`head_deltas`."""
+    return head.rotations() if isinstance(head, HeadPose) else in_plane_rotations(head.angle)
 
 
 def _unit(v) -> np.ndarray:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ml_core.errors import FommError
 from ml_core.fileio import check_output
@@ -61,10 +63,9 @@ def _int(value: str | None, name: str, minimum: int) -> int | None:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from ml_core.filters import parse_smooth
-    from ml_core.framing import parse_box
-
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The clip to write and the video to read; FommError for an output that cannot be written, before the long
+    work."""
     if not args.output:
         raise FommError("give the motion clip to write with -o CLIP.npz")
     out = Path(args.output)
@@ -76,6 +77,15 @@ def run(args: argparse.Namespace) -> int:
     if video.exists() and out.exists() and out.resolve() == video.resolve():
         raise FommError("the output clip would overwrite the input video: choose another -o")
     check_output(out, inputs=[video, args.checkpoint])  # writable, before the long work
+    return out, video
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`ml_core.extraction.extract` from the command line (FommError if out of
+    bounds)."""
+    from ml_core.filters import parse_smooth
+    from ml_core.framing import parse_box
+
     crop: str | tuple[int, int, int] = args.crop.strip().lower()
     if crop not in ("auto", "full"):
         crop = tuple(parse_box(args.crop))
@@ -87,16 +97,30 @@ def run(args: argparse.Namespace) -> int:
     if str(args.reference).strip().lower() != "auto":
         reference = _int(args.reference, "--reference", 0)  # type: ignore[assignment]
     smooth = parse_smooth(args.smooth)
+    return {
+        "checkpoint": args.checkpoint,
+        "config": args.config,
+        "device": args.device,
+        "batch_size": batch,
+        "crop": crop,
+        "start": start,
+        "end": end,
+        "step": step,
+        "reference_frame": reference,
+        "smooth": smooth,
+        "dtype": "bf16" if args.bf16 else "fp32",
+    }
 
+
+def _progress_bar(quiet: bool) -> tuple[Any, Callable[[int, int | None], None], Callable[[str], None]]:
+    """A progress bar on stderr (only on a terminal unless ``quiet``), its ``progress`` and ``log`` callbacks."""
     from tqdm import tqdm
-
-    from ml_core.extraction import extract
 
     bar = tqdm(
         total=None,
         unit="frame",
         desc="extracting",
-        disable=True if args.quiet else None,  # None: only on a terminal
+        disable=True if quiet else None,  # None: only on a terminal
         file=sys.stderr,
         dynamic_ncols=True,
         smoothing=0.1,
@@ -110,24 +134,19 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         bar.write(f"note: {line}", file=sys.stderr)
 
+    return bar, progress, log
+
+
+def run(args: argparse.Namespace) -> int:
+    out, video = _paths(args)
+    options = _options(args)
+
+    from ml_core.extraction import extract
+
+    bar, progress, log = _progress_bar(args.quiet)
     t0 = time.perf_counter()
     try:
-        clip = extract(
-            video,
-            checkpoint=args.checkpoint,
-            config=args.config,
-            device=args.device,
-            batch_size=batch,
-            crop=crop,
-            start=start,
-            end=end,
-            step=step,
-            reference_frame=reference,
-            smooth=smooth,
-            dtype="bf16" if args.bf16 else "fp32",
-            progress=progress,
-            log=log,
-        )
+        clip = extract(video, **options, progress=progress, log=log)
     except BaseException:
         bar.leave = False  # the error line alone
         bar.close()

@@ -234,9 +234,17 @@ def sheet(tiles: list[np.ndarray], path: Path, cols: int = 4, width: int = 360) 
 def eval_photos(args: argparse.Namespace) -> int:
     from ml_core import load_model
     from ml_core.extraction import detect
-    from ml_core.framing import FaceDetector, crop_square, face_box_from_detections, full_frame_box
+    from ml_core.framing import (
+        FaceDetector,
+        crop_square,
+        face_box_from_detections,
+        face_scale_for,
+        full_frame_box,
+    )
 
     bundle = load_model(args.checkpoint, args.config)
+    if args.face_scale is None:  # the product's automatic box for this model
+        args.face_scale = face_scale_for(bundle.config)
     detector = FaceDetector()
     tiles, rows = [], []
     for path in args.photos:
@@ -366,14 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "real")
     ap.add_argument("--tag", default=None, help="name of this run's summary file")
     args = ap.parse_args(argv)
+    args.out = args.out.resolve()  # the worker and Blender resolve paths from elsewhere
     try:
         if args.photos:
-            if args.face_scale is None:
-                from inspect import signature
-
-                from ml_core.framing import face_box_from_detections
-
-                args.face_scale = signature(face_box_from_detections).parameters["scale"].default
             args.out.mkdir(parents=True, exist_ok=True)
             return eval_photos(args)
         if args.video is None:

@@ -17,7 +17,8 @@ calibration by rendering, automatic calibration camera, Find Neutral Frame; no e
 (``tools.synth.make_test_character``, arbitrary shape-key names). Pearson r: jaw_open against the lip gap, the mean
 of blink_L/R against the eye closing (minus openness), the mean of brow_raise_L/R against the brow height, the mean
 of smile_L/R against the mouth width. Also the fraction of keypoints inside FaceMesh's face oval, per segment, and a
-contact sheet (keypoints in colour, crop box in white, face oval in green) per segment under ``--out``.
+contact sheet (keypoints in colour, crop box in white, face oval in green; each tile the crop box and a margin) per
+segment under ``--out``.
 
 ``--photos``: each photograph is framed by the automatic face box (one frame's detection, as a clip's would be),
 its keypoints detected, and the fraction of keypoints inside FaceMesh's face oval reported (FaceMesh runs on the
@@ -209,10 +210,14 @@ def draw(frame: np.ndarray, kp: np.ndarray, box, oval: np.ndarray | None, label:
     cv2.rectangle(img, (int(x), int(y)), (int(x + s), int(y + s)), (255, 255, 255), 2)
     if oval is not None and np.isfinite(oval).all():
         cv2.polylines(img, [np.round(oval).astype(np.int32)], True, (0, 255, 0), 1, cv2.LINE_AA)
-    r = max(2, int(round(s / 120)))
+    r = max(2, int(round(s / 50)))
     for i, (u, v) in enumerate(kp):
         cv2.circle(img, (int(round(u)), int(round(v))), r, COLOURS[i % len(COLOURS)], -1, cv2.LINE_AA)
-    cv2.putText(img, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    from ml_core.framing import crop_square
+
+    m = s // 4  # the crop box and a margin around it, enlarged: the keypoints stay visible
+    img = crop_square(img, (x - m, y - m, s + 2 * m), 360)
+    cv2.putText(img, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
     return img
 
 
@@ -261,10 +266,11 @@ def eval_photos(args: argparse.Namespace) -> int:
         where = "photo"
         if not ref["found"][0]:  # FaceMesh's detector is short-range: try the face box, enlarged
             big = crop_square(rgb, box, 512)
-            crop_file = args.out / "ref" / f"{path.stem}_crop.png"
+            tag = "_".join(str(int(v)) for v in box)  # the cache is per face box
+            crop_file = args.out / "ref" / f"{path.stem}_crop_{tag}.png"
             crop_file.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(crop_file), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-            ref = run_reference([crop_file], args.out / "ref" / f"{path.stem}_crop.npz", args.bench_python)
+            ref = run_reference([crop_file], crop_file.with_suffix(".npz"), args.bench_python)
             ref["landmarks"][..., :2] = ref["landmarks"][..., :2] * (box[2] / 512) + np.array(box[:2], float)
             where = "face box"
         if not ref["found"][0]:

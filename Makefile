@@ -12,7 +12,7 @@ PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) py
 VENV52 := .venv-bpy52
 STAMP52 := $(VENV52)/.installed
 
-.PHONY: venv venv45 venv52 test test-bpy45 test-bpy52 test-fast test-slow lint demo default-model addon clean
+.PHONY: venv venv45 venv52 test test-bpy45 test-bpy52 test-fast test-slow lint demo default-model addon bench-env clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,19 @@ demo: venv
 # Re-train the embedded default model from scratch (synthetic data -> training -> export -> evaluation).
 default-model: venv
 	PY=$(PY) ml_core/train/make_default_model.sh
+
+# The real-footage evaluation's own environment (MediaPipe FaceMesh; never a product dependency):
+# bench/eval_real_footage.py runs in .venv and reads FaceMesh's landmarks from files written under .venv-bench.
+BENCH_PYTHON ?= python3.11
+VENVB := .venv-bench
+STAMPB := $(VENVB)/.installed
+
+$(STAMPB): bench/requirements-bench.txt
+	@test -x $(VENVB)/bin/python || $(BENCH_PYTHON) -m venv $(VENVB)
+	$(VENVB)/bin/python -m pip install -q -r bench/requirements-bench.txt
+	@touch $@
+
+bench-env: $(STAMPB)
 
 # Build the installable extension zips into dist/ (see docs/installing.md).
 addon: venv

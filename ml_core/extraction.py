@@ -34,6 +34,7 @@ from ml_core.framing import (
     FaceDetector,
     crop_square,
     face_box_from_detections,
+    face_scale_for,
     full_frame_box,
     user_box,
 )
@@ -250,12 +251,14 @@ def find_face_box(
     samples: int = FACE_SAMPLES,
     detector: Callable[[np.ndarray], tuple[int, int, int, int] | None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    scale: float | None = None,
 ) -> tuple[CropBox | None, int, int]:
     """One steady face box for the selected frames: ``(box or None, faces found, frames sampled)``.
 
     About ``samples`` frames spread over the selection are searched with OpenCV's Haar cascade; see
     :func:`ml_core.framing.face_box_from_detections` for how they become one box. Faces found in fewer
-    than ``MIN_FACE_FRACTION`` of the samples count as false alarms (box None).
+    than ``MIN_FACE_FRACTION`` of the samples count as false alarms (box None). ``scale``: the box side over
+    the face size (default ``face_box_from_detections``'s; :func:`ml_core.framing.face_scale_for` gives a model's).
     """
     detector = detector or FaceDetector()
     with VideoReader(video, start=start, end=end, step=step) as probe:
@@ -281,7 +284,8 @@ def find_face_box(
     found = sum(d is not None for d in detections)
     if found < MIN_FACE_FRACTION * len(detections):
         return None, found, len(detections)
-    return face_box_from_detections(detections, width, height), found, len(detections)
+    kwargs = {} if scale is None else {"scale": float(scale)}
+    return face_box_from_detections(detections, width, height, **kwargs), found, len(detections)
 
 
 def _resolve_crop(
@@ -294,6 +298,7 @@ def _resolve_crop(
     cancel: Callable[[], bool] | None,
     notes: list[str],
     log: Callable[[str], None] | None,
+    scale: float | None = None,
 ) -> tuple[CropBox, str]:
     width, height = reader.size
     if isinstance(crop, str) and crop == "full":
@@ -301,7 +306,7 @@ def _resolve_crop(
     if isinstance(crop, str) and crop == "auto":
         if log is not None:
             log("looking for the face")
-        box, found, sampled = find_face_box(video, start=start, end=end, step=step, cancel=cancel)
+        box, found, sampled = find_face_box(video, start=start, end=end, step=step, cancel=cancel, scale=scale)
         if box is None:
             what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
             notes.append(
@@ -608,7 +613,9 @@ def extract(
 
             model = load_model(checkpoint, config, device)
         bundle = model
-        box, crop_mode = _resolve_crop(crop, video, reader, start, end, step, cancel, notes, log)
+        box, crop_mode = _resolve_crop(
+            crop, video, reader, start, end, step, cancel, notes, log, face_scale_for(bundle.config)
+        )
         if log is not None:
             for n in notes:
                 log(n)

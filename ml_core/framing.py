@@ -24,6 +24,7 @@ __all__ = [
     "FaceDetector",
     "crop_square",
     "face_box_from_detections",
+    "face_scale_for",
     "fill_gaps",
     "full_frame_box",
     "parse_box",
@@ -32,6 +33,14 @@ __all__ = [
 ]
 
 Face = tuple[int, int, int, int]  # x, y, w, h of a detection, frame pixels
+
+# Side of the automatic face box over the Haar face size (plus the range the face moves over). Head and shoulders
+# (1.8) suits models trained on talking-head crops (VoxCeleb: vox-256); the embedded default model was trained on
+# tools/synth renders where the head fills the frame (outer eye corners ~0.55-0.6 of the side, chin at the bottom
+# edge), and on real footage keypoints land on the face only with a box that tight: 0.8 was chosen on real clips
+# (bench/eval_real_footage.py, bench/RESULTS.md).
+FACE_SCALE = 1.8
+SYNTH_FACE_SCALE = 0.8
 
 
 class CropBox(NamedTuple):
@@ -204,7 +213,7 @@ def face_box_from_detections(
     width: int,
     height: int,
     *,
-    scale: float = 1.8,
+    scale: float = FACE_SCALE,
     shift_y: float = 0.05,
     coverage: tuple[float, float] = (5.0, 95.0),
 ) -> CropBox | None:
@@ -233,6 +242,28 @@ def face_box_from_detections(
     centre_y = (y_lo + y_hi) / 2.0 + shift_y * face
     side = round(size)
     return CropBox(round(centre_x - side / 2.0), round(centre_y - side / 2.0), side)
+
+
+def face_scale_for(config: dict | None) -> float:
+    """The automatic face box's ``scale`` for a model's configuration.
+
+    ``dataset_params.face_box_scale`` when the configuration names one; :data:`SYNTH_FACE_SCALE` for the
+    ``default-*`` configurations (trained on ``tools/synth`` renders, a head filling the frame); else
+    :data:`FACE_SCALE` (head and shoulders, like the authors' VoxCeleb crops).
+    """
+    cfg = config or {}
+    given = (cfg.get("dataset_params") or {}).get("face_box_scale")
+    if given is not None:
+        try:
+            value = float(given)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise FommError(f"dataset_params.face_box_scale must be a positive number, got {given!r}")
+        return value
+    if str(cfg.get("name") or "").startswith("default-"):
+        return SYNTH_FACE_SCALE
+    return FACE_SCALE
 
 
 def scan_faces(

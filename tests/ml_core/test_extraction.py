@@ -202,6 +202,23 @@ def test_auto_crop_finds_the_face(bundle, tmp_path):
     assert any("no face" in n for n in empty.notes)
 
 
+def test_auto_crop_uses_the_models_face_scale(bundle, tmp_path):
+    frames = [draw_face(np.full((180, 320, 3), (40, 60, 90), np.uint8), 160, 90, 70) for _ in range(4)]
+    path = tmp_path / "still.mp4"
+    write_video(path, frames, fps=25)
+    loose = extract(path, model=bundle, crop="auto")  # the fixture's config names no scale: head and shoulders
+    ds = bundle.config.setdefault("dataset_params", {})
+    ds["face_box_scale"] = 0.8  # a model trained on crops where the head fills the frame
+    try:
+        tight = extract(path, model=bundle, crop="auto")
+    finally:
+        del ds["face_box_scale"]
+    assert loose.crop_mode == tight.crop_mode == "auto"
+    assert abs(tight.crop_box[2] / loose.crop_box[2] - 0.8 / 1.8) < 0.05
+    centre = [(b[0] + b[2] / 2, b[1] + b[2] / 2) for b in (loose.crop_box, tight.crop_box)]
+    assert np.abs(np.subtract(*centre)).max() <= 2  # same centre, only tighter
+
+
 def test_face_box_sampling_sequential_and_by_seeking(tmp_path):
     frames = [draw_face(np.full((180, 320, 3), (40, 60, 90), np.uint8), 200, 90, 70) for _ in range(2)]
     path = tmp_path / "face.mp4"

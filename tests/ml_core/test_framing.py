@@ -186,3 +186,29 @@ def test_scan_faces_with_a_fake_detector_sequence():
     seq = iter([None, (10, 10, 20, 20), None])
     frames = [np.zeros((4, 4, 3), np.uint8)] * 3
     assert scan_faces(frames, detector=lambda f: next(seq)) == [None, (10, 10, 20, 20), None]
+
+
+def test_face_scale_follows_the_model():
+    from ml_core.framing import FACE_SCALE, SYNTH_FACE_SCALE, face_scale_for
+
+    assert face_scale_for(None) == FACE_SCALE == 1.8  # the authors' checkpoints: head and shoulders
+    assert face_scale_for({"name": "vox-256", "dataset_params": {"frame_shape": [256, 256, 3]}}) == FACE_SCALE
+    assert face_scale_for({"name": "default-64"}) == SYNTH_FACE_SCALE == 0.8  # trained on tools/synth framing
+    assert face_scale_for({"name": "default-64", "dataset_params": {"face_box_scale": 1.25}}) == 1.25
+    assert face_scale_for({"dataset_params": {"face_box_scale": "2"}}) == 2.0
+    # the shipped model's embedded configuration gets the tight box
+    from ml_core.model import load_model
+
+    assert face_scale_for(load_model().config) == SYNTH_FACE_SCALE
+    dets = [(250, 100, 100, 100)] * 10
+    tight = face_box_from_detections(dets, 640, 360, scale=SYNTH_FACE_SCALE, shift_y=0.0)
+    assert tight == CropBox(260, 110, 80)  # inside the face box: the head fills the crop, as in training
+
+
+@pytest.mark.parametrize("bad", [0, -1, "wide", float("nan"), [1]])
+def test_bad_face_box_scale_in_a_config_is_one_line(bad):
+    from ml_core.framing import face_scale_for
+
+    with pytest.raises(FommError) as info:
+        face_scale_for({"dataset_params": {"face_box_scale": bad}})
+    assert str(info.value) == f"dataset_params.face_box_scale must be a positive number, got {bad!r}"

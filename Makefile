@@ -44,6 +44,7 @@ venv52: $(STAMP52)
 # a failing test still fails `make test`.
 test: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 	@if $(MAKE) --no-print-directory venv45; then $(MAKE) --no-print-directory test-bpy45; \
 	else echo "SKIPPED: Blender 4.5 tests (requirements-bpy45.txt did not install: no bpy 4.5 wheel for this platform?)"; fi
@@ -69,6 +70,7 @@ test-slow: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 demo: venv
 	$(PY) -m demo

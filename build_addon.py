@@ -88,8 +88,15 @@ RANGES: tuple[PythonRange, ...] = (
         blender_max="5.1.0",
         last="5.0",
         numpy="numpy>=1.26,<2",
-        full=(TORCH, "opencv-python-headless==4.11.0.86", "scipy>=1.13,<1.16", "safetensors>=0.4", "tqdm>=4.66",
-              "pyyaml>=6.0", "av>=14"),
+        full=(
+            TORCH,
+            "opencv-python-headless==4.11.0.86",
+            "scipy>=1.13,<1.16",
+            "safetensors>=0.4",
+            "tqdm>=4.66",
+            "pyyaml>=6.0",
+            "av>=14",
+        ),
         lean=("scipy>=1.13,<1.16",),
     ),
     PythonRange(
@@ -99,8 +106,15 @@ RANGES: tuple[PythonRange, ...] = (
         last=None,
         numpy="numpy>=2",
         # OpenCV 5 dropped CascadeClassifier and the Haar cascades the automatic face box uses: stay on 4.x.
-        full=(TORCH, "opencv-python-headless>=4.12,<5", "scipy>=1.14.1", "safetensors>=0.4", "tqdm>=4.66",
-              "pyyaml>=6.0", "av>=14"),
+        full=(
+            TORCH,
+            "opencv-python-headless>=4.12,<5",
+            "scipy>=1.14.1",
+            "safetensors>=0.4",
+            "tqdm>=4.66",
+            "pyyaml>=6.0",
+            "av>=14",
+        ),
         lean=("scipy>=1.14.1",),
     ),
 )
@@ -133,8 +147,11 @@ def platform_tags(platform: str, macos_min: int = MACOS_MIN) -> tuple[str, ...]:
     """
     if platform == "macos-arm64":
         versions = range(max(macos_min, 11), 10, -1)
-        return (*(f"macosx_{v}_0_arm64" for v in versions), *(f"macosx_{v}_0_universal2" for v in versions),
-                *(f"macosx_10_{v}_universal2" for v in range(15, 8, -1)))
+        return (
+            *(f"macosx_{v}_0_arm64" for v in versions),
+            *(f"macosx_{v}_0_universal2" for v in versions),
+            *(f"macosx_10_{v}_universal2" for v in range(15, 8, -1)),
+        )
     return PLATFORMS[platform]
 
 
@@ -146,8 +163,9 @@ def this_platform() -> str:
     import platform
 
     system = {"darwin": "macos"}.get(platform.system().lower(), platform.system().lower())
-    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform.machine().lower(),
-                                                                       platform.machine().lower())
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
     return f"{system}-{machine}"
 
 
@@ -215,8 +233,10 @@ def make_targets(
         ranges: list[PythonRange] = []
         for b in blenders:
             if parse_version(b) < add_min:
-                raise FommError(f"Blender {b} is older than the add-on supports ({manifest['blender_version_min']}): "
-                                "pick --blender 4.4 or newer")
+                raise FommError(
+                    f"Blender {b} is older than the add-on supports ({manifest['blender_version_min']}): "
+                    "pick --blender 4.4 or newer"
+                )
             r = range_for_blender(b)
             if r not in ranges:
                 ranges.append(r)
@@ -251,11 +271,17 @@ def find_blender_ext(explicit: str | None = None) -> Path:
     found: list[Path] = []
     for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}:
         if site and os.path.isdir(os.path.join(site, "bpy")):
-            found += [Path(p) for p in glob.glob(os.path.join(site, "bpy", "*", "scripts", "addons_core", "bl_pkg",
-                                                               "cli", "blender_ext.py"))]
+            found += [
+                Path(p)
+                for p in glob.glob(
+                    os.path.join(site, "bpy", "*", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+                )
+            ]
     if not found:
-        raise FommError("Blender's extension tool (blender_ext.py) not found: install the bpy wheel in this Python "
-                        "(pip install bpy==5.0.1) or pass --blender-ext PATH")
+        raise FommError(
+            "Blender's extension tool (blender_ext.py) not found: install the bpy wheel in this Python "
+            "(pip install bpy==5.0.1) or pass --blender-ext PATH"
+        )
 
     def key(p: Path) -> tuple[int, ...]:
         with contextlib.suppress(FommError):
@@ -370,11 +396,20 @@ def build_ml_core_wheel(out_dir: Path, say: Progress) -> Path:
         src = Path(tmp) / "src"
         src.mkdir()
         shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
-        shutil.copytree(REPO / "ml_core", src / "ml_core",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        shutil.copytree(REPO / "ml_core", src / "ml_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         wheel_dir = Path(tmp) / "wheel"
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-               "-w", str(wheel_dir), str(src)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(src),
+        ]
         try:
             import setuptools  # noqa: F401
 
@@ -392,14 +427,33 @@ def build_ml_core_wheel(out_dir: Path, say: Progress) -> Path:
     return final
 
 
-_NET_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-               "Could not fetch URL", "ConnectTimeout", "ReadTimeoutError", "Network is unreachable",
-               "connection broken by", "SSLError", "ProxyError")
+_NET_ERRORS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Could not fetch URL",
+    "ConnectTimeout",
+    "ReadTimeoutError",
+    "Network is unreachable",
+    "connection broken by",
+    "SSLError",
+    "ProxyError",
+)
 
 
 def _pip_download(args: list[str], dest: Path, say: Progress | None) -> tuple[int, list[str]]:
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-           "-d", str(dest), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "-d",
+        str(dest),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines: list[str] = []
     try:
@@ -437,8 +491,18 @@ def resolve_wheels(
     with tempfile.TemporaryDirectory(prefix="resolve-", dir=cache) as tmp:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text(target.range.numpy + "\n")
-        base = ["--only-binary=:all:", "--python-version", target.range.python, "--implementation", "cp",
-                *platform_args, "-c", str(constraints), "--find-links", str(cached)]
+        base = [
+            "--only-binary=:all:",
+            "--python-version",
+            target.range.python,
+            "--implementation",
+            "cp",
+            *platform_args,
+            "-c",
+            str(constraints),
+            "--find-links",
+            str(cached),
+        ]
         attempts: list[tuple[str, list[str]]]
         if wheelhouse is not None:
             attempts = [(f"from {wheelhouse}", ["--no-index", "--find-links", str(wheelhouse)])]
@@ -451,8 +515,10 @@ def resolve_wheels(
         for i, (where, extra) in enumerate(attempts):
             dest = Path(tmp) / f"dl{i}"
             quiet = wheelhouse is None and i == 0
-            say(f"  resolving {len(requirements)} requirement(s) for Python {target.range.python} "
-                f"on {target.platform} {where}")
+            say(
+                f"  resolving {len(requirements)} requirement(s) for Python {target.range.python} "
+                f"on {target.platform} {where}"
+            )
             rc, lines = _pip_download([*base, *extra, *requirements], dest, None if quiet else say)
             if rc == 0:
                 found = sorted(dest.glob("*.whl"))
@@ -461,12 +527,16 @@ def resolve_wheels(
                         shutil.copy2(w, cached / w.name)
                 keep = [cached / w.name for w in found if wheel_tags(w.name)[0] not in BLENDER_PROVIDED]
                 if any(w.name.startswith("nvidia_") for w in keep):
-                    say("  note: this torch is the CUDA build (several GB with the nvidia-* wheels); for a CPU "
-                        "build pass --index-url https://download.pytorch.org/whl/cpu --index-url https://pypi.org/simple")
+                    say(
+                        "  note: this torch is the CUDA build (several GB with the nvidia-* wheels); for a CPU "
+                        "build pass --index-url https://download.pytorch.org/whl/cpu --index-url https://pypi.org/simple"
+                    )
                 bad = [w.name for w in keep if not wheel_fits(w.name, target)]
                 if bad:
-                    raise FommError(f"pip picked wheels Blender would not load on {target.platform} with Python "
-                                    f"{target.range.python}: {', '.join(bad)}")
+                    raise FommError(
+                        f"pip picked wheels Blender would not load on {target.platform} with Python "
+                        f"{target.range.python}: {', '.join(bad)}"
+                    )
                 return keep
         raise FommError(_pip_failure(lines, target, wheelhouse))
 
@@ -479,11 +549,15 @@ def _pip_failure(lines: list[str], target: Target, wheelhouse: Path | None) -> s
     if wheelhouse is not None:
         if what:
             tag = target.pip_platforms[0]
-            return (f"no wheel of {what} for {where} in {wheelhouse}: add it (pip download --only-binary=:all: "
-                    f"--platform {tag} --python-version {target.range.python} -d {wheelhouse} '{what}')")
+            return (
+                f"no wheel of {what} for {where} in {wheelhouse}: add it (pip download --only-binary=:all: "
+                f"--platform {tag} --python-version {target.range.python} -d {wheelhouse} '{what}')"
+            )
     elif any(e in text for e in _NET_ERRORS):
-        return (f"cannot reach the package index to fetch {what or 'the wheels'} for {where}: connect to the "
-                "network or pass --wheelhouse DIR holding the wheels (see docs/installing.md)")
+        return (
+            f"cannot reach the package index to fetch {what or 'the wheels'} for {where}: connect to the "
+            "network or pass --wheelhouse DIR holding the wheels (see docs/installing.md)"
+        )
     elif what:
         return f"no wheel of {what} for {where} on the package index: pick another --platform/--blender or --torch"
     conflict = re.search(r"(Cannot install .*|ResolutionImpossible.*)", text)
@@ -521,8 +595,9 @@ def check_zip(path: Path, target: Target) -> dict:
             if w.removeprefix("./") not in names:
                 raise FommError(f"{path.name}: the manifest lists {w} but the zip lacks it")
             if not wheel_fits(Path(w).name, target):
-                raise FommError(f"{path.name}: {Path(w).name} does not fit {target.platform} / Python "
-                                f"{target.range.python}")
+                raise FommError(
+                    f"{path.name}: {Path(w).name} does not fit {target.platform} / Python {target.range.python}"
+                )
     return manifest
 
 
@@ -658,8 +733,10 @@ def build(
     for i, target in enumerate(targets, start=2):
         flavor = "lean" if target.lean else "full"
         upto = f" to before {target.blender_max}" if target.blender_max else " and newer"
-        say(f"[{i}/{steps}] {flavor} build for {target.platform}, Blender {target.blender_min}{upto} "
-            f"(Python {target.range.python})")
+        say(
+            f"[{i}/{steps}] {flavor} build for {target.platform}, Blender {target.blender_min}{upto} "
+            f"(Python {target.range.python})"
+        )
         reqs = target.range.lean if lean else tuple(torch if r == TORCH else r for r in target.range.full)
         wheels = resolve_wheels(reqs, target, cache=cache, wheelhouse=wheelhouse, index_urls=index_urls, say=say)
         zip_path = build_target(target, template, ml_core_wheel, wheels, output, tool, cache, say)
@@ -686,22 +763,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Build validated Blender extension zips of the FOMM add-on and a repository listing.",
     )
     ap.add_argument("--output", "-o", type=Path, required=True, help="folder for the zips and index.json/html")
-    ap.add_argument("--platform", action="append", default=None, metavar="NAME",
-                    help=f"platform to build for: {', '.join(PLATFORMS)} (repeatable; default: this machine's)")
-    ap.add_argument("--blender", action="append", default=None, metavar="X.Y",
-                    help="build the range holding this Blender version (repeatable; default: every range, "
-                         "i.e. 4.4-5.0 on Python 3.11 and 5.1+ on Python 3.13)")
-    ap.add_argument("--lean", action="store_true",
-                    help="leave out torch/opencv: the worker then runs in a Python set in the add-on's preferences")
-    ap.add_argument("--wheelhouse", type=Path, default=None,
-                    help="take every wheel from this folder, offline (default: cache, then the package index)")
+    ap.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"platform to build for: {', '.join(PLATFORMS)} (repeatable; default: this machine's)",
+    )
+    ap.add_argument(
+        "--blender",
+        action="append",
+        default=None,
+        metavar="X.Y",
+        help="build the range holding this Blender version (repeatable; default: every range, "
+        "i.e. 4.4-5.0 on Python 3.11 and 5.1+ on Python 3.13)",
+    )
+    ap.add_argument(
+        "--lean",
+        action="store_true",
+        help="leave out torch/opencv: the worker then runs in a Python set in the add-on's preferences",
+    )
+    ap.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=None,
+        help="take every wheel from this folder, offline (default: cache, then the package index)",
+    )
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"download cache (default {DEFAULT_CACHE})")
     ap.add_argument("--torch", default=TORCH, metavar="SPEC", help=f"torch requirement (default {TORCH!r})")
-    ap.add_argument("--index-url", action="append", default=[], metavar="URL",
-                    help="package index to fetch from (repeatable; the first replaces the default index), e.g. "
-                         "https://download.pytorch.org/whl/cpu then https://pypi.org/simple for CPU-only torch")
-    ap.add_argument("--macos-min", type=int, default=MACOS_MIN, metavar="N",
-                    help=f"macos-arm64: oldest macOS the wheels must load on (default {MACOS_MIN})")
+    ap.add_argument(
+        "--index-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="package index to fetch from (repeatable; the first replaces the default index), e.g. "
+        "https://download.pytorch.org/whl/cpu then https://pypi.org/simple for CPU-only torch",
+    )
+    ap.add_argument(
+        "--macos-min",
+        type=int,
+        default=MACOS_MIN,
+        metavar="N",
+        help=f"macos-arm64: oldest macOS the wheels must load on (default {MACOS_MIN})",
+    )
     ap.add_argument("--blender-ext", default=None, metavar="PATH", help="blender_ext.py to use (default: from bpy)")
     ap.add_argument("--no-listing", action="store_true", help="skip index.json/index.html")
     return ap.parse_args(argv)

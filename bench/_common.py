@@ -39,8 +39,10 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores visible, {gpu}, {platform.system()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, {gpu}, {platform.system()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}"
+    )
 
 
 def load_average() -> str:

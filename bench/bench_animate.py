@@ -81,15 +81,25 @@ def make_clip(bundle, source: np.ndarray, frames: int):
     j0 = kp["jacobian"][0].numpy() if "jacobian" in kp else np.broadcast_to(np.eye(2), (*v0.shape[:1], 2, 2))
     t = np.arange(frames)[:, None, None] / 25.0
     rng = np.random.default_rng(0)
-    values = v0[None] + 0.06 * np.sin(2 * np.pi * 0.7 * t) * np.array([1.0, 0.3]) + rng.normal(0, 0.005, (frames,
-                                                                                                    *v0.shape))
+    values = (
+        v0[None] + 0.06 * np.sin(2 * np.pi * 0.7 * t) * np.array([1.0, 0.3]) + rng.normal(0, 0.005, (frames, *v0.shape))
+    )
     angle = 0.15 * np.sin(2 * np.pi * 0.4 * t[:, 0, 0])
     rot = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], -2)
     jac = np.einsum("tij,kjl->tkil", rot, j0)
-    return MotionClip(values=values, jacobians=jac, fps=25.0, frame_indices=np.arange(frames), reference_frame=0,
-                      crop_box=(0, 0, source.shape[0]), video_size=(source.shape[1], source.shape[0]),
-                      num_kp=bundle.num_kp, image_size=bundle.image_size, config_hash=bundle.config_hash,
-                      checkpoint_hash=bundle.checkpoint_hash)
+    return MotionClip(
+        values=values,
+        jacobians=jac,
+        fps=25.0,
+        frame_indices=np.arange(frames),
+        reference_frame=0,
+        crop_box=(0, 0, source.shape[0]),
+        video_size=(source.shape[1], source.shape[0]),
+        num_kp=bundle.num_kp,
+        image_size=bundle.image_size,
+        config_hash=bundle.config_hash,
+        checkpoint_hash=bundle.checkpoint_hash,
+    )
 
 
 # ------------------------------------------------------------------------------------- the two loops
@@ -150,8 +160,10 @@ def speed(frames: int, rounds: int, batch: int, threads: int, size: int) -> dict
                 n = fn(Path(tmp) / f"{name}_{r}.mp4", clip)
                 fps[name].append(n / (time.perf_counter() - t0))
                 cpu[name].append(n / (time.process_time() - c0))
-                print(f"  round {r + 1} {name}: {fps[name][-1]:.3f} frames/s, {cpu[name][-1]:.3f} frames/CPU-s",
-                      flush=True)
+                print(
+                    f"  round {r + 1} {name}: {fps[name][-1]:.3f} frames/s, {cpu[name][-1]:.3f} frames/CPU-s",
+                    flush=True,
+                )
     med = {k: round(statistics.median(v), 3) for k, v in fps.items()}
     med_cpu = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
 
@@ -165,13 +177,22 @@ def speed(frames: int, rounds: int, batch: int, threads: int, size: int) -> dict
         kp_s = bundle.kp_detector(src)
         kp_d = {"value": torch.from_numpy(short.values), "jacobian": torch.from_numpy(short.jacobians)}
         kp_n = relative_motion(kp_s, kp_d, {k: v[:1] for k, v in kp_d.items()})
-        plain = bundle.generator(src.expand(n, -1, -1, -1), kp_driving=kp_n,
-                                 kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()})
+        plain = bundle.generator(
+            src.expand(n, -1, -1, -1),
+            kp_driving=kp_n,
+            kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()},
+        )
         plain = plain["prediction"].permute(0, 2, 3, 1).numpy()
     mse = float(np.mean((fp32 - bf16) ** 2))
     return {
-        "frames": frames, "rounds": rounds, "batch": batch, "threads": threads, "size": size,
-        "fps": med, "fps_all": {k: [round(x, 3) for x in v] for k, v in fps.items()}, "fps_cpu": med_cpu,
+        "frames": frames,
+        "rounds": rounds,
+        "batch": batch,
+        "threads": threads,
+        "size": size,
+        "fps": med,
+        "fps_all": {k: [round(x, 3) for x in v] for k, v in fps.items()},
+        "fps_cpu": med_cpu,
         "bf16_psnr_db": round(10 * np.log10(1.0 / mse), 2) if mse > 0 else float("inf"),
         "bf16_max_abs": float(np.abs(fp32 - bf16).max()),
         "fp32_vs_plain_max_abs": float(np.abs(fp32 - plain).max()),
@@ -195,11 +216,22 @@ def rss_child(frames: int, size: int, batch: int, official: bool, out: str) -> N
     Path("/proc/self/clear_refs").write_text("5")
     start = status_mib("VmRSS")
     t0 = time.perf_counter()
-    n = official_loop(bundle, source, clip, Path(out)) if official else ours(bundle, source, clip, Path(out),
-                                                                            batch, "fp32")
-    print(json.dumps({"frames": n, "seconds": round(time.perf_counter() - t0, 1),
-                      "peak_mib": round(status_mib("VmHWM"), 1), "start_mib": round(start, 1),
-                      "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    n = (
+        official_loop(bundle, source, clip, Path(out))
+        if official
+        else ours(bundle, source, clip, Path(out), batch, "fp32")
+    )
+    print(
+        json.dumps(
+            {
+                "frames": n,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "peak_mib": round(status_mib("VmHWM"), 1),
+                "start_mib": round(start, 1),
+                "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 def run_child(frames: int, size: int, batch: int, official: bool, out: Path) -> dict:
@@ -222,9 +254,11 @@ def memory(lengths: list[int], size: int, batch: int, with_official: bool) -> di
 # ----------------------------------------------------------------------------------------- report
 def report(res: dict, cmd: str) -> str:
     lines = [f"<!-- section: {SECTION} (neural preview) -->", "## Neural preview (`bench/bench_animate.py`)", ""]
-    lines.append(f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
-                 f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs; ratios come from "
-                 "interleaved rounds).")
+    lines.append(
+        f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
+        f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs; ratios come from "
+        "interleaved rounds)."
+    )
     lines.append("")
     if "speed" in res:
         s = res["speed"]
@@ -240,14 +274,18 @@ def report(res: dict, cmd: str) -> str:
         ]
         c = s["fps_cpu"]
         for key, label in (
-            ("official", "official-style loop (batch 1, source re-encoded per frame, `deformed` computed, frames "
-                         "kept, written at the end; fp32)"),
+            (
+                "official",
+                "official-style loop (batch 1, source re-encoded per frame, `deformed` computed, frames "
+                "kept, written at the end; fp32)",
+            ),
             ("fp32_b1", "`animate`, batch 1, fp32"),
             ("fp32", f"`animate`, batch {s['batch']}, fp32"),
             ("bf16", f"`animate`, batch {s['batch']}, bf16 autocast"),
         ):
-            lines.append(f"| {label} | {f[key]} | {f[key] / f['official']:.2f}x | {c[key]} | "
-                         f"{c[key] / c['official']:.2f}x |")
+            lines.append(
+                f"| {label} | {f[key]} | {f[key] / f['official']:.2f}x | {c[key]} | {c[key] / c['official']:.2f}x |"
+            )
         lines += [
             "",
             f"Per round (wall frames/s): {s['fps_all']}. Frames per CPU-second (user + system time of the process, "
@@ -272,16 +310,21 @@ def report(res: dict, cmd: str) -> str:
         ]
         for who, label in (("ours", "`animate`"), ("official", "official-style loop")):
             for n, r in m[who].items():
-                lines.append(f"| {label} | {n} | {r['start_mib']:.0f} MiB | {r['peak_mib']:.0f} MiB | "
-                             f"{r['seconds']} s |")
+                lines.append(
+                    f"| {label} | {n} | {r['start_mib']:.0f} MiB | {r['peak_mib']:.0f} MiB | {r['seconds']} s |"
+                )
         a, b = (m["ours"][k]["peak_mib"] for k in (m["lengths"][0], m["lengths"][-1]))
-        lines += ["", f"`animate` peak RSS {m['lengths'][-1]} / {m['lengths'][0]} frames: {b / a:.3f} "
-                  f"({b - a:+.0f} MiB)."]
+        lines += [
+            "",
+            f"`animate` peak RSS {m['lengths'][-1]} / {m['lengths'][0]} frames: {b / a:.3f} ({b - a:+.0f} MiB).",
+        ]
         if m["official"]:
             c, d = (m["official"][k]["peak_mib"] for k in (m["lengths"][0], m["lengths"][-1]))
-            lines[-1] += (f" Official-style loop: {d / c:.3f} ({d - c:+.0f} MiB: every frame kept as float32, "
-                          f"{m['size'] * m['size'] * 3 * 4 / 2**20:.2f} MiB each, plus the uint8 copies written "
-                          "at the end).")
+            lines[-1] += (
+                f" Official-style loop: {d / c:.3f} ({d - c:+.0f} MiB: every frame kept as float32, "
+                f"{m['size'] * m['size'] * 3 * 4 / 2**20:.2f} MiB each, plus the uint8 copies written "
+                "at the end)."
+            )
         lines.append("")
     lines.append(f"<!-- end section: {SECTION} -->")
     return "\n".join(lines)

@@ -53,8 +53,16 @@ def make_video(path: Path, seconds: float, fps: float = 25.0, size: tuple[int, i
         cx, cy, s = w // 2 + int(60 * np.sin(i / 8)), h // 2, h // 3
         cv2.ellipse(f, (cx, cy), (int(s * 0.42), int(s * 0.55)), 0, 0, 360, (190, 160, 140), -1)
         for dx in (-1, 1):
-            cv2.ellipse(f, (cx + int(dx * s * 0.18), cy - int(s * 0.1)), (int(s * 0.08), int(s * 0.04)), 0, 0, 360,
-                        (40, 30, 30), -1)
+            cv2.ellipse(
+                f,
+                (cx + int(dx * s * 0.18), cy - int(s * 0.1)),
+                (int(s * 0.08), int(s * 0.04)),
+                0,
+                0,
+                360,
+                (40, 30, 30),
+                -1,
+            )
         mouth = int(s * (0.03 + 0.05 * (1 + np.sin(i / 3)) / 2))
         cv2.ellipse(f, (cx, cy + int(s * 0.25)), (int(s * 0.14), mouth), 0, 0, 360, (90, 40, 40), -1)
         cycle.append(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
@@ -112,8 +120,9 @@ def official_loop(video: Path, bundle) -> tuple[int, float]:
         driving_video.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     cap.release()
     size = bundle.image_size
-    driving_video = [cv2.resize(f.astype(np.float64) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
-                     for f in driving_video]
+    driving_video = [
+        cv2.resize(f.astype(np.float64) / 255.0, (size, size), interpolation=cv2.INTER_AREA) for f in driving_video
+    ]
     with torch.no_grad():
         driving = torch.tensor(np.array(driving_video)[np.newaxis].astype(np.float32)).permute(0, 4, 1, 2, 3)
         bundle.kp_detector(driving[:, :, 0])  # kp_driving_initial
@@ -169,8 +178,12 @@ def speed(seconds: float, rounds: int, batches: list[int], threads: int) -> dict
                 rates[name].append(n / t)
                 busy = max(busy, other)
             loads.append(busy)
-            print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()) +
-                  f" frames/s; others used {busy:.0%} of the CPUs (waited {waited:.0f} s)", flush=True)
+            print(
+                f"  round {r + 1}: "
+                + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+                + f" frames/s; others used {busy:.0%} of the CPUs (waited {waited:.0f} s)",
+                flush=True,
+            )
         clean = [i for i, x in enumerate(loads) if x < QUIET] or list(range(rounds))
         err = np.abs(values["bf16"] - values["fp32"]).ravel()
         ratio = {k: [x / o for x, o in zip(rates[k], rates["official"], strict=True)] for k in ("fp32", "bf16")}
@@ -223,8 +236,17 @@ def rss_child(video: str, config: str, batch: int, official: bool) -> None:
     else:
         n = extract(video, model=bundle, crop="full", batch_size=batch, reference_frame=0).num_frames
     seconds = time.perf_counter() - t0
-    print(json.dumps({"frames": n, "seconds": seconds, "peak_mib": status_mib("VmHWM"), "before_mib": before,
-                      "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "frames": n,
+                "seconds": seconds,
+                "peak_mib": status_mib("VmHWM"),
+                "before_mib": before,
+                "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_child(video: Path, config: str, batch: int, official: bool = False) -> dict:
@@ -253,69 +275,83 @@ def memory(long_s: float, short_s: float, config: str, batch: int) -> dict:
 # ----------------------------------------------------------------------------------------- report
 def report(res: dict, cmd: str) -> dict[str, str]:
     """Markdown for each part this run measured (``speed``, ``memory``), each with its own run line."""
-    run = (f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
-           f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs).")
+    run = (
+        f"Command: `{cmd}`. Machine: {res['machine']}; load average {res['load_before']} before, "
+        f"{res['load_after']} after (the 2 cores are shared with other engineers' jobs)."
+    )
     parts: dict[str, str] = {}
     if "speed" in res:
         s = res["speed"]
         f = s["fps"]
-        parts["speed"] = "\n".join([
-            "### Speed", "",
-            run, "",
-            f"vox-256 keypoint detector (random weights), 256x256 input, {s['threads']} torch threads, "
-            f"a {s['frames']}-frame 1280x720 mp4v video, whole pipeline timed (decode, crop/resize, inference). "
-            f"{s['rounds']} paired rounds: each round waits for the CPUs to be idle, runs all three pipelines "
-            "back to back (order rotating) and records how much CPU other processes took meanwhile (from "
-            "/proc/stat minus this process). Medians and ratios use the clean rounds (others < "
-            f"{QUIET:.0%}): {s['clean_rounds'] or 'none were clean, so all rounds'}; the ratio is taken "
-            "within each round, so what load remains hits each side alike.",
-            "",
-            "| pipeline | median frames/s | best frames/s | vs official loop (median of paired ratios) |",
-            "|---|---|---|---|",
-            f"| official-style loop (whole video in memory, stretched, batch 1, fp32) | {f['official']} | "
-            f"{s['fps_best']['official']} | 1.00x |",
-            f"| `extract`, batch {s['best_batch']}, fp32 | {f['fp32']} | {s['fps_best']['fp32']} | "
-            f"{s['ratio_median']['fp32']:.2f}x |",
-            f"| `extract`, batch {s['best_batch']}, bf16 autocast | {f['bf16']} | {s['fps_best']['bf16']} | "
-            f"{s['ratio_median']['bf16']:.2f}x |",
-            "",
-            f"Per round frames/s: {s['fps_all']}; ratios: {s['ratio_all']}; others' CPU share: "
-            f"{s['others_cpu_share']}. Batch sweep, fp32 (best of 2): {s['batch_sweep_fp32']}.",
-            "",
-            f"bf16 keypoint error against fp32 (same frames, normalised units where the crop spans 2.0): mean "
-            f"{s['bf16_err_mean']:.2e}, 99th percentile {s['bf16_err_p99']:.2e}, max {s['bf16_err_max']:.2e} "
-            f"(max {s['bf16_err_max'] * 128:.2f} px at 256 px). Random weights: a trained model's error may differ. "
-            f"bf16 best {s['fps_best']['bf16']} frames/s against the 150 frames/s asked for "
-            f"({s['fps_best']['bf16'] / 150:.0%}).",
-        ])
+        parts["speed"] = "\n".join(
+            [
+                "### Speed",
+                "",
+                run,
+                "",
+                f"vox-256 keypoint detector (random weights), 256x256 input, {s['threads']} torch threads, "
+                f"a {s['frames']}-frame 1280x720 mp4v video, whole pipeline timed (decode, crop/resize, inference). "
+                f"{s['rounds']} paired rounds: each round waits for the CPUs to be idle, runs all three pipelines "
+                "back to back (order rotating) and records how much CPU other processes took meanwhile (from "
+                "/proc/stat minus this process). Medians and ratios use the clean rounds (others < "
+                f"{QUIET:.0%}): {s['clean_rounds'] or 'none were clean, so all rounds'}; the ratio is taken "
+                "within each round, so what load remains hits each side alike.",
+                "",
+                "| pipeline | median frames/s | best frames/s | vs official loop (median of paired ratios) |",
+                "|---|---|---|---|",
+                f"| official-style loop (whole video in memory, stretched, batch 1, fp32) | {f['official']} | "
+                f"{s['fps_best']['official']} | 1.00x |",
+                f"| `extract`, batch {s['best_batch']}, fp32 | {f['fp32']} | {s['fps_best']['fp32']} | "
+                f"{s['ratio_median']['fp32']:.2f}x |",
+                f"| `extract`, batch {s['best_batch']}, bf16 autocast | {f['bf16']} | {s['fps_best']['bf16']} | "
+                f"{s['ratio_median']['bf16']:.2f}x |",
+                "",
+                f"Per round frames/s: {s['fps_all']}; ratios: {s['ratio_all']}; others' CPU share: "
+                f"{s['others_cpu_share']}. Batch sweep, fp32 (best of 2): {s['batch_sweep_fp32']}.",
+                "",
+                f"bf16 keypoint error against fp32 (same frames, normalised units where the crop spans 2.0): mean "
+                f"{s['bf16_err_mean']:.2e}, 99th percentile {s['bf16_err_p99']:.2e}, max {s['bf16_err_max']:.2e} "
+                f"(max {s['bf16_err_max'] * 128:.2f} px at 256 px). Random weights: a trained model's error may "
+                "differ. "
+                f"bf16 best {s['fps_best']['bf16']} frames/s against the 150 frames/s asked for "
+                f"({s['fps_best']['bf16'] / 150:.0%}).",
+            ]
+        )
     if "memory" in res:
         m = res["memory"]
-        parts["memory"] = "\n".join([
-            "### Peak memory", "",
-            run, "",
-            f"Peak RSS of the extraction: a fresh child process per video builds the network `{m['config']}`, "
-            "drops the generator, resets the kernel's peak mark (/proc/self/clear_refs), extracts, then reads "
-            "VmHWM: weights and the torch runtime count, model initialisation does not. Batch "
-            f"{m['batch']}, crop full, RSS before extraction {m['short']['before_mib']:.0f} MiB."
-            + ("" if m["config"] == "vox-256" else
-               " A small network keeps the 10-minute run short on 2 cores: the keypoint detector's size adds a "
-               "constant (its weights and activations), it does not change whether memory grows with the "
-               "video's length, which is what this measures."),
-            "",
-            "| video | frames | peak RSS | time |",
-            "|---|---|---|---|",
-            f"| 10 s 1280x720 | {m['short']['frames']} | {m['short']['peak_mib']:.0f} MiB | "
-            f"{m['short']['seconds']:.1f} s |",
-            f"| {m['long_s'] / 60:g} min 1280x720 ({m['long_mb']} MB mp4v) | {m['long']['frames']} | "
-            f"{m['long']['peak_mib']:.0f} MiB | {m['long']['seconds']:.1f} s |",
-            f"| 10 s 1280x720, official-style loop | {m['official_short']['frames']} | "
-            f"{m['official_short']['peak_mib']:.0f} MiB | {m['official_short']['seconds']:.1f} s |",
-            "",
-            f"Long / 10-second peak RSS: {m['ratio']:.3f} (target: within 1.20). The official-style loop "
-            f"holds every decoded frame (2.6 MiB at 720p) plus float copies, about "
-            f"{(m['official_short']['peak_mib'] - m['short']['peak_mib']) / max(m['short']['frames'], 1):.1f} MiB "
-            "more per frame here: it was not run on the long video (it would need tens of GiB).",
-        ])
+        parts["memory"] = "\n".join(
+            [
+                "### Peak memory",
+                "",
+                run,
+                "",
+                f"Peak RSS of the extraction: a fresh child process per video builds the network `{m['config']}`, "
+                "drops the generator, resets the kernel's peak mark (/proc/self/clear_refs), extracts, then reads "
+                "VmHWM: weights and the torch runtime count, model initialisation does not. Batch "
+                f"{m['batch']}, crop full, RSS before extraction {m['short']['before_mib']:.0f} MiB."
+                + (
+                    ""
+                    if m["config"] == "vox-256"
+                    else " A small network keeps the 10-minute run short on 2 cores: the keypoint detector's size "
+                    "adds a constant (its weights and activations), it does not change whether memory grows with the "
+                    "video's length, which is what this measures."
+                ),
+                "",
+                "| video | frames | peak RSS | time |",
+                "|---|---|---|---|",
+                f"| 10 s 1280x720 | {m['short']['frames']} | {m['short']['peak_mib']:.0f} MiB | "
+                f"{m['short']['seconds']:.1f} s |",
+                f"| {m['long_s'] / 60:g} min 1280x720 ({m['long_mb']} MB mp4v) | {m['long']['frames']} | "
+                f"{m['long']['peak_mib']:.0f} MiB | {m['long']['seconds']:.1f} s |",
+                f"| 10 s 1280x720, official-style loop | {m['official_short']['frames']} | "
+                f"{m['official_short']['peak_mib']:.0f} MiB | {m['official_short']['seconds']:.1f} s |",
+                "",
+                f"Long / 10-second peak RSS: {m['ratio']:.3f} (target: within 1.20). The official-style loop "
+                f"holds every decoded frame (2.6 MiB at 720p) plus float copies, about "
+                f"{(m['official_short']['peak_mib'] - m['short']['peak_mib']) / max(m['short']['frames'], 1):.1f} MiB "
+                "more per frame here: it was not run on the long video (it would need tens of GiB).",
+            ]
+        )
     return parts
 
 

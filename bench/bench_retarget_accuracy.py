@@ -109,27 +109,11 @@ def print_tables(per_seed: dict, seeds: list[int], cameras: list[str], out: Path
             summary[sid] = pooled
             print(f"| {sid} | " + " | ".join(f"{r:.3f}" for r in rs) + f" | {pooled:.3f} |")
         (out / f"summary_{cam}.json").write_text(json.dumps(summary, indent=1))
-    print(
-        "\n| head motion (clip similarity vs ground truth) | "
-        + " | ".join(f"seed {s}" for s in seeds)
-        + " |"
-    )
+    print("\n| head motion (clip similarity vs ground truth) | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("|---|" + "---|" * len(seeds))
-    print(
-        "| roll r (angle about the view axis) | "
-        + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in seeds)
-        + " |"
-    )
-    print(
-        "| roll r, oracle keypoints | "
-        + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in seeds)
-        + " |"
-    )
-    print(
-        "| yaw vs horizontal shift r | "
-        + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in seeds)
-        + " |"
-    )
+    print("| roll r (angle about the view axis) | " + " | ".join(f"{per_seed[s]['roll_r']:.3f}" for s in seeds) + " |")
+    print("| roll r, oracle keypoints | " + " | ".join(f"{per_seed[s]['oracle_roll_r']:.3f}" for s in seeds) + " |")
+    print("| yaw vs horizontal shift r | " + " | ".join(f"{per_seed[s]['yaw_vs_x_r']:.3f}" for s in seeds) + " |")
 
 
 def examples_frames(gt: dict, count: int, picker: str) -> np.ndarray:

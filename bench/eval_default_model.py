@@ -67,14 +67,19 @@ def run_clip(bundle, frames: np.ndarray, batch: int = 32) -> tuple[np.ndarray, f
     kp_src = bundle.kp_detector(src)
     src_feat = bundle.generator.encode(src)
     for i in range(0, len(x), batch):
-        drv = x[i:i + batch]
+        drv = x[i : i + batch]
         kp = bundle.kp_detector(drv)
         values.append(kp["value"])
         jacs.append(kp.get("jacobian"))
         n = len(drv)
         kp_s = {k: v.expand(n, *v.shape[1:]) for k, v in kp_src.items()}
-        out = bundle.generator(src.expand(n, -1, -1, -1), kp_source=kp_s, kp_driving=kp,
-                               source_features=src_feat.expand(n, -1, -1, -1), with_deformed=False)
+        out = bundle.generator(
+            src.expand(n, -1, -1, -1),
+            kp_source=kp_s,
+            kp_driving=kp,
+            source_features=src_feat.expand(n, -1, -1, -1),
+            with_deformed=False,
+        )
         l1_sum += float((out["prediction"] - drv).abs().mean(dim=(1, 2, 3)).sum())
     value = torch.cat(values).double().numpy()  # [T, K, 2]
     feats = [(value - value[:1]).reshape(len(value), -1)]
@@ -103,8 +108,9 @@ def r2(y: np.ndarray, p: np.ndarray) -> float:
     return float(1 - ((y - p) ** 2).sum() / ss) if ss > 0 else float("nan")
 
 
-def probe(feats: list[np.ndarray], targets: list[dict], fit_idx: list[int], score_idx: list[int],
-          groups: list[str]) -> dict[str, float]:
+def probe(
+    feats: list[np.ndarray], targets: list[dict], fit_idx: list[int], score_idx: list[int], groups: list[str]
+) -> dict[str, float]:
     alphas = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
     xf = np.concatenate([feats[i] for i in fit_idx])
     xs = np.concatenate([feats[i] for i in score_idx])
@@ -120,10 +126,13 @@ def probe(feats: list[np.ndarray], targets: list[dict], fit_idx: list[int], scor
             for a in alphas:
                 s = 0.0
                 for tr, te in ((fold_a, fold_b), (fold_b, fold_a)):
-                    m = ridge_fit(np.concatenate([feats[i] for i in tr]),
-                                  np.concatenate([targets[i][name] for i in tr]), a)
-                    s += r2(np.concatenate([targets[i][name] for i in te]),
-                            ridge_predict(m, np.concatenate([feats[i] for i in te])))
+                    m = ridge_fit(
+                        np.concatenate([feats[i] for i in tr]), np.concatenate([targets[i][name] for i in tr]), a
+                    )
+                    s += r2(
+                        np.concatenate([targets[i][name] for i in te]),
+                        ridge_predict(m, np.concatenate([feats[i] for i in te])),
+                    )
                 if s > best_score:
                     best, best_score = a, s
         out[name] = r2(ys, ridge_predict(ridge_fit(xf, yf, best), xs))
@@ -148,8 +157,12 @@ def evaluate(bundle, clips: list[tuple[Path, np.ndarray, dict]], groups: list[st
     fit_ids = set(ids[0::2])
     fit_idx = [i for i, g in enumerate(groups) if g in fit_ids]
     score_idx = [i for i, g in enumerate(groups) if g not in fit_ids]
-    return {"reconstruction_l1": float(np.mean(l1s)), "probe_r2": probe(feats, targets, fit_idx, score_idx, groups),
-            "clips_fit": len(fit_idx), "clips_scored": len(score_idx)}
+    return {
+        "reconstruction_l1": float(np.mean(l1s)),
+        "probe_r2": probe(feats, targets, fit_idx, score_idx, groups),
+        "clips_fit": len(fit_idx),
+        "clips_scored": len(score_idx),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,23 +197,33 @@ def main(argv: list[str] | None = None) -> int:
     clips = [(p, decode_video(p, size), load_clip_truth(p.with_suffix(".npz"))) for p in paths]
     clips = [(p, f[: len(t["jaw_open"])], {k: v[: len(f)] for k, v in t.items()}) for p, f, t in clips]
     groups = [identity_of(p.name) for p, _, _ in clips]
-    res = {"model": trained.source, "checkpoint_hash": trained.checkpoint_hash, "data": str(folder),
-           "clips": len(clips), "identities": len(set(groups)), "frames": int(sum(len(f) for _, f, _ in clips)),
-           "trained": evaluate(trained, clips, groups)}
+    res = {
+        "model": trained.source,
+        "checkpoint_hash": trained.checkpoint_hash,
+        "data": str(folder),
+        "clips": len(clips),
+        "identities": len(set(groups)),
+        "frames": int(sum(len(f) for _, f, _ in clips)),
+        "trained": evaluate(trained, clips, groups),
+    }
     nan = {"reconstruction_l1": float("nan"), "probe_r2": dict.fromkeys(TARGETS, float("nan"))}
     res["random_init"] = nan if args.skip_baselines else evaluate(random, clips, groups)
     res["landmarks_oracle"] = nan if args.skip_baselines else evaluate(None, clips, groups)
     res["seconds"] = round(time.time() - t0, 1)
     tr, rn, oc = res["trained"], res["random_init"], res["landmarks_oracle"]
-    print(f"model {res['model']} ({res['checkpoint_hash']}); {res['clips']} held-out clips, {res['identities']} "
-          f"identities, {res['frames']} frames; probe fitted on {tr['clips_fit']} clips, scored on "
-          f"{tr['clips_scored']}")
+    print(
+        f"model {res['model']} ({res['checkpoint_hash']}); {res['clips']} held-out clips, {res['identities']} "
+        f"identities, {res['frames']} frames; probe fitted on {tr['clips_fit']} clips, scored on "
+        f"{tr['clips_scored']}"
+    )
     print("| metric | trained | random init | ground-truth landmarks (probe ceiling) |")
     print("|---|---|---|---|")
     print(f"| reconstruction L1 (frame 0 source) | {tr['reconstruction_l1']:.4f} | {rn['reconstruction_l1']:.4f} | - |")
     for name in TARGETS:
-        print(f"| probe R2 {name} | {tr['probe_r2'][name]:.3f} | {rn['probe_r2'][name]:.3f} | "
-              f"{oc['probe_r2'][name]:.3f} |")
+        print(
+            f"| probe R2 {name} | {tr['probe_r2'][name]:.3f} | {rn['probe_r2'][name]:.3f} | "
+            f"{oc['probe_r2'][name]:.3f} |"
+        )
     print(f"({res['seconds']} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

@@ -346,22 +346,31 @@ def eval_video(args: argparse.Namespace) -> int:
                     oval = seg_lm[t, ring, :2] if seg_found[t] else None
                     tiles.append(draw(frame, px[t], clip.crop_box, oval, f"frame {a + t}"))
         sheet(tiles, out / f"keypoints_{video.stem}_{label}.png")
-        print(f"segment {label} frames {a}-{b - 1}: " + ", ".join(f"{k} r {row[k]:.2f}" for k in SIGNALS)
-              + f", inside oval {row['inside_oval']:.2f}", flush=True)
+        print(
+            f"segment {label} frames {a}-{b - 1}: "
+            + ", ".join(f"{k} r {row[k]:.2f}" for k in SIGNALS)
+            + f", inside oval {row['inside_oval']:.2f}",
+            flush=True,
+        )
 
     model = args.checkpoint or "shipped default model"
-    print(f"\nmodel: {model}; video {video.name}; face box scale "
-          f"{'default (auto)' if args.face_scale is None else args.face_scale}; target head {args.target_seed}; "
-          f"{time.perf_counter() - t0:.0f} s\n")
+    print(
+        f"\nmodel: {model}; video {video.name}; face box scale "
+        f"{'default (auto)' if args.face_scale is None else args.face_scale}; target head {args.target_seed}; "
+        f"{time.perf_counter() - t0:.0f} s\n"
+    )
     print("| segment | frames | crop box | jaw r | blink r (L, R) | brow r | smile r | keypoints inside face oval |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         bl = ", ".join(f"{v:.2f}" for v in r["blink_L_R"])
-        print(f"| {r['segment']} | {r['frames'][0]}-{r['frames'][1] - 1} | {tuple(r['crop_box'])} | {r['jaw']:.2f} "
-              f"| {r['blink']:.2f} ({bl}) | {r['brow']:.2f} | {r['smile']:.2f} | {r['inside_oval']:.2f} |")
+        print(
+            f"| {r['segment']} | {r['frames'][0]}-{r['frames'][1] - 1} | {tuple(r['crop_box'])} | {r['jaw']:.2f} "
+            f"| {r['blink']:.2f} ({bl}) | {r['brow']:.2f} | {r['smile']:.2f} | {r['inside_oval']:.2f} |"
+        )
     tag = args.tag or "run"
-    (out / f"summary_{video.stem}_{tag}.json").write_text(json.dumps({"model": str(model), "results": results},
-                                                                    indent=1))
+    (out / f"summary_{video.stem}_{tag}.json").write_text(
+        json.dumps({"model": str(model), "results": results}, indent=1)
+    )
     return 0
 
 
@@ -371,8 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", nargs="+", type=Path, help="still photographs instead of a video")
     ap.add_argument("--checkpoint", default=None, help="model weights (default: the shipped default model)")
     ap.add_argument("--config", default=None)
-    ap.add_argument("--face-scale", type=float, default=None,
-                    help="face box side / face size (default: the product's automatic box)")
+    ap.add_argument(
+        "--face-scale",
+        type=float,
+        default=None,
+        help="face box side / face size (default: the product's automatic box)",
+    )
     ap.add_argument("--segments", type=int, nargs="+", default=None, help="1-based segments to evaluate")
     ap.add_argument("--min-frames", type=int, default=24, help="shortest segment kept")
     ap.add_argument("--target-seed", type=int, default=23, help="the synthetic character baked onto")

@@ -74,9 +74,7 @@ def ensure_control_armature(
     k = len(rest_values)
     obj = bpy.data.objects.get(name)
     if obj is not None and (obj.type != "ARMATURE" or not obj.get(CONTROL_PROP)):
-        raise FommError(
-            f"an object named '{name}' exists and is not this add-on's control armature: rename it"
-        )
+        raise FommError(f"an object named '{name}' exists and is not this add-on's control armature: rename it")
     if obj is not None and len(obj.data.bones) == k:
         if obj.name not in scene.objects:
             scene.collection.objects.link(obj)
@@ -154,9 +152,7 @@ def bake_control_bones(
     """Write location (x, y), rotation (Z euler) and scale (x, y) curves for every control bone."""
     k = disp.shape[1]
     if len(arm_obj.pose.bones) != k:
-        raise FommError(
-            f"the control armature has {len(arm_obj.pose.bones)} bones but the clip {k} keypoints"
-        )
+        raise FommError(f"the control armature has {len(arm_obj.pose.bones)} bones but the clip {k} keypoints")
     curves: list[Curve] = []
     for i in range(k):
         b = bone_name(i)

@@ -49,9 +49,7 @@ class View:
     sensor: float = 36.0
 
     def signature(self) -> str:
-        return json.dumps(
-            [np.round(np.array(self.matrix), 6).tolist(), self.ortho_scale, self.lens, self.sensor]
-        )
+        return json.dumps([np.round(np.array(self.matrix), 6).tolist(), self.ortho_scale, self.lens, self.sensor])
 
 
 def _coords(kb: bpy.types.ShapeKey) -> np.ndarray:
@@ -297,9 +295,7 @@ def render_neutral(obj: bpy.types.Object, view: View, path: Path, size: int = 25
         return render_still(scene, path)
 
 
-def calibration_key(
-    obj: bpy.types.Object, names: Sequence[str], view: View, size: int, model_identity: str
-) -> str:
+def calibration_key(obj: bpy.types.Object, names: Sequence[str], view: View, size: int, model_identity: str) -> str:
     """Hash of everything the calibration depends on: mesh, keys, placement, camera, size, model."""
     h = hashlib.sha256()
     key = obj.data.shape_keys

@@ -126,9 +126,7 @@ class _StepOperator:
         worker.poll()
         if worker.state == RUNNING:
             job.progress = worker.fraction
-            total = (
-                f"{worker.done}/{worker.total}" if worker.total else (str(worker.done) if worker.done else "")
-            )
+            total = f"{worker.done}/{worker.total}" if worker.total else (str(worker.done) if worker.done else "")
             job.message = f"{worker.message} {total}".strip()
             context.window_manager.progress_update(int(100 * worker.fraction))
             _status(context, f"{self._step.title}: {job.message} (Esc to cancel)")

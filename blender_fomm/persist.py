@@ -27,8 +27,10 @@ def check_bake_persists(obj: bpy.types.Object, *, what: str = "bake") -> None:
     """Refuse a target object whose animated data comes from a library (linked, not overridden)."""
     lib = _library_of(obj)
     if lib is not None:
-        raise FommError(f"'{obj.name}' is linked from {lib}: a {what} onto it would be lost when the file is "
-                        "reloaded; make it a library override (Object > Library Override) or local, then bake")
+        raise FommError(
+            f"'{obj.name}' is linked from {lib}: a {what} onto it would be lost when the file is "
+            "reloaded; make it a library override (Object > Library Override) or local, then bake"
+        )
 
 
 def check_key_persists(obj: bpy.types.Object, key: bpy.types.Key) -> None:
@@ -47,8 +49,10 @@ def check_key_persists(obj: bpy.types.Object, key: bpy.types.Key) -> None:
 def check_keys_take_effect(obj: bpy.types.Object, key: bpy.types.Key, names: Sequence[str]) -> None:
     """Refuse absolute shape keys and keys driven by a driver: a bake would change nothing on screen."""
     if not key.use_relative:
-        raise FommError(f"'{obj.name}' uses absolute shape keys (Relative is off in its Shape Keys panel): a bake "
-                        "writes each key's value, which only relative keys use; turn Relative on, then bake")
+        raise FommError(
+            f"'{obj.name}' uses absolute shape keys (Relative is off in its Shape Keys panel): a bake "
+            "writes each key's value, which only relative keys use; turn Relative on, then bake"
+        )
     anim = key.animation_data
     if anim is None:
         return
@@ -56,5 +60,7 @@ def check_keys_take_effect(obj: bpy.types.Object, key: bpy.types.Key, names: Seq
     for fc in anim.drivers:
         name = wanted.get(fc.data_path)
         if name is not None and not fc.mute:
-            raise FommError(f"shape key {name!r} of '{obj.name}' is driven by a driver, which overrides a bake: "
-                            "remove or mute the driver, or leave the key out of the bake")
+            raise FommError(
+                f"shape key {name!r} of '{obj.name}' is driven by a driver, which overrides a bake: "
+                "remove or mute the driver, or leave the key out of the bake"
+            )

@@ -223,9 +223,7 @@ def calibrate_step(scene, ws: WorkerSettings | None = None) -> Step:
 
 def _same_model(calib, clip: MotionClip) -> bool:
     made_by = calib.meta.get("checkpoint_hash")
-    return calib.num_kp == clip.num_kp and not (
-        made_by and clip.checkpoint_hash and made_by != clip.checkpoint_hash
-    )
+    return calib.num_kp == clip.num_kp and not (made_by and clip.checkpoint_hash and made_by != clip.checkpoint_hash)
 
 
 def _check_same_model(calib, clip: MotionClip, *, stale_ok: bool = False) -> None:
@@ -408,9 +406,7 @@ def bake_bones(scene, clip: MotionClip, calib=None) -> str:
         line = _bake_line(f"head bone '{s.head_bone}' ({how})", len(frames), report)
         return _one_take(scene, line)
     disp, angle, stretch = bones.control_tracks(clip.values, jac, clip.reference_frame)
-    frames, disp_f, angle_f, stretch_f = resample_control_tracks(
-        disp, angle, stretch, clip.times, fps, s.start_frame
-    )
+    frames, disp_f, angle_f, stretch_f = resample_control_tracks(disp, angle, stretch, clip.times, fps, s.start_frame)
     m, k = len(frames), disp.shape[1]
     plane = bones.plane_for(s.target_object)
     arm = bones.ensure_control_armature(scene, clip.reference_values, plane)

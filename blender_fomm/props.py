@@ -97,9 +97,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     """The inputs of every step, organised like the panels: Source, Extract, Target, Bake, Preview."""
 
     # -- Source ----------------------------------------------------------------------------------
-    video_path: StringProperty(
-        name="Video", subtype="FILE_PATH", description="Driving video (the performance)"
-    )
+    video_path: StringProperty(name="Video", subtype="FILE_PATH", description="Driving video (the performance)")
     crop_mode: EnumProperty(
         name="Crop",
         items=[
@@ -113,9 +111,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     crop_y: IntProperty(name="Y", min=0, description="Top edge of the crop box (pixels)")
     crop_size: IntProperty(name="Size", min=0, default=256, description="Side of the crop box (pixels)")
     video_start: IntProperty(name="Start", min=0, default=0, description="First video frame to use")
-    video_end: IntProperty(
-        name="End", min=0, default=0, description="Last video frame to use (0 = to the end)"
-    )
+    video_end: IntProperty(name="End", min=0, default=0, description="Last video frame to use (0 = to the end)")
     video_step: IntProperty(name="Step", min=1, default=1, description="Use every n-th frame")
     reference_mode: EnumProperty(
         name="Reference",
@@ -250,9 +246,7 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
         precision=4,
         description="Largest change reduction may make to a bone curve (scene units or radians; 0 = off)",
     )
-    start_frame: IntProperty(
-        name="Start Frame", default=1, description="Scene frame of the clip's first sample"
-    )
+    start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first sample")
     bone_mode: EnumProperty(
         name="Bones",
         items=[

@@ -87,9 +87,7 @@ class FOMM_PT_extract(_Panel, bpy.types.Panel):
             except Exception as exc:  # shown, not raised: drawing must not fail
                 layout.label(text=str(exc), icon="ERROR")
             else:
-                layout.label(
-                    text=f"{clip.num_frames} frames, {clip.fps:.2f} fps, {clip.num_kp} keypoints", icon="INFO"
-                )
+                layout.label(text=f"{clip.num_frames} frames, {clip.fps:.2f} fps, {clip.num_kp} keypoints", icon="INFO")
 
 
 class FOMM_PT_target(_Panel, bpy.types.Panel):

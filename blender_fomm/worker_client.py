@@ -42,9 +42,7 @@ def default_python(configured: str = "") -> tuple[str, bool]:
         if candidate:
             path = os.path.expanduser(candidate)
             if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                raise FommError(
-                    f"worker Python not found or not executable: {path}; fix it in the preferences"
-                )
+                raise FommError(f"worker Python not found or not executable: {path}; fix it in the preferences")
             return path, False
     return sys.executable, True
 
@@ -58,8 +56,6 @@ def worker_env(is_own: bool, extra: dict[str, str] | None = None) -> dict[str, s
     if extra:
         env.update(extra)
     return env
-
-
 
 
 class WorkerJob:

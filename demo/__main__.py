@@ -55,8 +55,9 @@ def score_label(r: float, baked: np.ndarray, truth: np.ndarray) -> str:
     return f"{r:.2f}"
 
 
-def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], baked: dict[str, np.ndarray],
-                labels: dict[str, str]) -> None:
+def plot_curves(
+    path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], baked: dict[str, np.ndarray], labels: dict[str, str]
+) -> None:
     """One row per shape key: ground truth (grey) and the baked curve (colour), with Pearson r."""
     import cv2
 
@@ -65,11 +66,27 @@ def plot_curves(path: Path, frames: np.ndarray, truth: dict[str, np.ndarray], ba
     names = list(truth)
     row_h, width, left = 90, 900, 150
     img = np.full((row_h * len(names) + 40, width, 3), 255, np.uint8)
-    cv2.putText(img, "baked (colour) vs ground truth (grey), per shape key", (10, 25), cv2.FONT_HERSHEY_SIMPLEX,
-                0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        "baked (colour) vs ground truth (grey), per shape key",
+        (10, 25),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     n = len(frames)
-    colours = [(200, 80, 30), (40, 150, 40), (30, 120, 200), (160, 40, 160), (20, 160, 160), (90, 90, 200),
-               (200, 140, 20), (60, 60, 60)]
+    colours = [
+        (200, 80, 30),
+        (40, 150, 40),
+        (30, 120, 200),
+        (160, 40, 160),
+        (20, 160, 160),
+        (90, 90, 200),
+        (200, 140, 20),
+        (60, 60, 60),
+    ]
     for i, name in enumerate(names):
         top = 40 + i * row_h
         cv2.rectangle(img, (left, top + 5), (width - 10, top + row_h - 5), (220, 220, 220), 1)
@@ -93,11 +110,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=150, help="length of the driving performance (25 fps)")
     parser.add_argument("--size", type=int, default=256, help="driving video size in pixels")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--auto-neutral", action=argparse.BooleanOptionalAction, default=AUTO_NEUTRAL,
-                        help="search the clip for its most neutral frame (the panel's 'Find Neutral Frame') instead "
-                        "of using frame 0 as the reference (default: env FOMM_DEMO_AUTO_NEUTRAL, else off)")
-    parser.add_argument("--examples", type=int, default=EXAMPLES,
-                        help="frames posed for Bake from Examples (0: skip that bake)")
+    parser.add_argument(
+        "--auto-neutral",
+        action=argparse.BooleanOptionalAction,
+        default=AUTO_NEUTRAL,
+        help="search the clip for its most neutral frame (the panel's 'Find Neutral Frame') instead "
+        "of using frame 0 as the reference (default: env FOMM_DEMO_AUTO_NEUTRAL, else off)",
+    )
+    parser.add_argument(
+        "--examples", type=int, default=EXAMPLES, help="frames posed for Bake from Examples (0: skip that bake)"
+    )
     return parser.parse_args(argv)
 
 
@@ -275,8 +297,11 @@ def write_review(video: Path, scene, baked_images: list, out: Path, n: int) -> N
                 break
             tiles = [cv2.resize(frame, (256, 256))]
             pv = cv2.imread(str(preview_files[min(i, len(preview_files) - 1)])) if preview_files else None
-            tiles.append(cv2.resize(cv2.cvtColor(pv, cv2.COLOR_BGR2RGB), (256, 256)) if pv is not None
-                         else np.zeros((256, 256, 3), np.uint8))
+            tiles.append(
+                cv2.resize(cv2.cvtColor(pv, cv2.COLOR_BGR2RGB), (256, 256))
+                if pv is not None
+                else np.zeros((256, 256, 3), np.uint8)
+            )
             tiles.append(cv2.resize(cv2.cvtColor(baked_images[i], cv2.COLOR_BGR2RGB), (256, 256)))
             writer.write(np.concatenate(tiles, axis=1))
 
@@ -284,17 +309,23 @@ def write_review(video: Path, scene, baked_images: list, out: Path, n: int) -> N
 def print_summary(summary: dict, labels: dict, ex_labels: dict | None, reports: list[str], out: Path) -> None:
     n = summary["frames"]
     print()
-    print(f"demo: {n} frames; extraction {summary['extract_fps']} frames/s; "
-          f"preview {summary['preview_seconds']:.1f} s; total {summary['total_seconds']} s")
+    print(
+        f"demo: {n} frames; extraction {summary['extract_fps']} frames/s; "
+        f"preview {summary['preview_seconds']:.1f} s; total {summary['total_seconds']} s"
+    )
     print("accuracy (Pearson r, baked vs ground truth): " + ", ".join(f"{k} {labels[k]}" for k in SEMANTIC))
     if ex_labels is not None:
         frames = summary["examples"]["frames"]
-        print(f"side by side, bake from {len(frames)} examples (frames {', '.join(map(str, frames))}): "
-              + ", ".join(f"{k} {ex_labels[k]}" for k in SEMANTIC))
+        print(
+            f"side by side, bake from {len(frames)} examples (frames {', '.join(map(str, frames))}): "
+            + ", ".join(f"{k} {ex_labels[k]}" for k in SEMANTIC)
+        )
     for line in [r for r in reports if "keys" in r or "example frames" in r] or reports:
         print(f"  {line}")
-    print(f"outputs: {out / 'demo.blend'}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}, "
-          f"{out / 'character.png'}")
+    print(
+        f"outputs: {out / 'demo.blend'}, {out / 'review.mp4'}, {out / 'curves.png'}, {out / 'summary.json'}, "
+        f"{out / 'character.png'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,10 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FOMM_CACHE_DIR", str(out / "cache"))
     t_start = time.perf_counter()
     bar = tqdm(total=8, unit="step", bar_format="{l_bar}{bar}| step {n_fmt}/{total_fmt} [{elapsed}]")
-    steps = iter(["rendering the driving performance", "extracting keypoints and Jacobians",
-                  "building the target character", "calibrating and baking shape keys",
-                  "baking control bones and the head bone", "rendering the neural preview",
-                  "writing demo.blend, curves.png and review.mp4", "baking from examples"])
+    steps = iter(
+        [
+            "rendering the driving performance",
+            "extracting keypoints and Jacobians",
+            "building the target character",
+            "calibrating and baking shape keys",
+            "baking control bones and the head bone",
+            "rendering the neural preview",
+            "writing demo.blend, curves.png and review.mp4",
+            "baking from examples",
+        ]
+    )
 
     def stage() -> None:
         if bar.n or bar.desc:

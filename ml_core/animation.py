@@ -71,8 +71,12 @@ _PNG_RE = re.compile(rf"^{PNG_PREFIX}\d+\.png$")
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def frame_source(image: str | os.PathLike | np.ndarray, size: int, crop: str | Sequence[int] = "full",
-                 log: Callable[[str], None] | None = None) -> np.ndarray:
+def frame_source(
+    image: str | os.PathLike | np.ndarray,
+    size: int,
+    crop: str | Sequence[int] = "full",
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """The source image (path or HxWx3 RGB uint8 array, any size) framed to a ``size`` square, uint8 RGB.
 
     ``crop``: ``"full"`` (the whole image centred in a square, padded black like extraction pads video frames),
@@ -100,11 +104,13 @@ def frame_source(image: str | os.PathLike | np.ndarray, size: int, crop: str | S
     return crop_square(img, box, size)
 
 
-def _source_tensor(source: Any, size: int, crop: str | Sequence[int], log: Callable[[str], None] | None
-                   ) -> torch.Tensor:
+def _source_tensor(
+    source: Any, size: int, crop: str | Sequence[int], log: Callable[[str], None] | None
+) -> torch.Tensor:
     """[1,3,S,S] float32 in [0,1]: a float tensor/array [1,3,S,S] or [3,S,S] as is; else an image to frame."""
-    if isinstance(source, torch.Tensor) or (isinstance(source, np.ndarray) and source.dtype.kind == "f"
-                                            and source.ndim in (3, 4) and source.shape[-3] == 3):
+    if isinstance(source, torch.Tensor) or (
+        isinstance(source, np.ndarray) and source.dtype.kind == "f" and source.ndim in (3, 4) and source.shape[-3] == 3
+    ):
         t = torch.as_tensor(source).detach().to("cpu", torch.float32)
         if t.ndim == 3:
             t = t[None]
@@ -115,15 +121,17 @@ def _source_tensor(source: Any, size: int, crop: str | Sequence[int], log: Calla
     return torch.from_numpy(framed).permute(2, 0, 1)[None].float().div_(255.0).contiguous()
 
 
-def _resolve_clip(clip_or_video: Any, bundle: ModelBundle, extract_options: dict | None,
-                  cancel: Callable[[], bool] | None) -> tuple[MotionClip, str | None]:
+def _resolve_clip(
+    clip_or_video: Any, bundle: ModelBundle, extract_options: dict | None, cancel: Callable[[], bool] | None
+) -> tuple[MotionClip, str | None]:
     """(clip, path of its driving video or None). A video is extracted first with ``bundle``."""
     if isinstance(clip_or_video, MotionClip):
         clip_or_video.validate()
         return clip_or_video, clip_or_video.source_path or None
     if not isinstance(clip_or_video, str | os.PathLike):
-        raise FommError(f"driving motion must be a MotionClip, a clip .npz or a video path, "
-                        f"got {type(clip_or_video).__name__}")
+        raise FommError(
+            f"driving motion must be a MotionClip, a clip .npz or a video path, got {type(clip_or_video).__name__}"
+        )
     path = Path(clip_or_video)
     if not path.exists():
         raise FommError(f"motion clip or video not found: {path}")
@@ -142,19 +150,27 @@ def check_compatible(clip: MotionClip, bundle: ModelBundle, strict: bool = False
     if clip.num_frames == 0:
         raise FommError("the motion clip has no frames: extract it again")
     if clip.num_kp != bundle.num_kp:
-        raise FommError(f"the motion clip has {clip.num_kp} keypoints but the model has {bundle.num_kp}: animate "
-                        "with the model that extracted the clip, or extract the clip again with this model")
+        raise FommError(
+            f"the motion clip has {clip.num_kp} keypoints but the model has {bundle.num_kp}: animate "
+            "with the model that extracted the clip, or extract the clip again with this model"
+        )
     if bundle.estimate_jacobian and not clip.has_jacobians:
-        raise FommError("the motion clip has no Jacobians but the model uses them: it was extracted with another "
-                        "kind of model; extract it again with this model")
+        raise FommError(
+            "the motion clip has no Jacobians but the model uses them: it was extracted with another "
+            "kind of model; extract it again with this model"
+        )
     notes = []
     if str(clip.config_hash) != str(bundle.config_hash):
-        notes.append(f"the motion clip was extracted with another model configuration (config {clip.config_hash}, "
-                     f"this model {bundle.config_hash}): its keypoints may mean other things to this model")
+        notes.append(
+            f"the motion clip was extracted with another model configuration (config {clip.config_hash}, "
+            f"this model {bundle.config_hash}): its keypoints may mean other things to this model"
+        )
     elif str(clip.checkpoint_hash) != str(bundle.checkpoint_hash):
-        notes.append(f"the motion clip was extracted with another checkpoint file ({clip.checkpoint_hash}, this "
-                     f"model {bundle.checkpoint_hash}): fine for the same weights in another format, otherwise "
-                     "extract the clip again with this model")
+        notes.append(
+            f"the motion clip was extracted with another checkpoint file ({clip.checkpoint_hash}, this "
+            f"model {bundle.checkpoint_hash}): fine for the same weights in another format, otherwise "
+            "extract the clip again with this model"
+        )
     if strict and notes:
         raise FommError(notes[0])
     return notes
@@ -278,15 +294,26 @@ def _check_options(mode: str, dtype: str, batch_size: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise FommError(f"batch size must be a whole number of 1 or more, got {batch_size!r}")
     if batch_size > MAX_BATCH:
-        raise FommError(f"batch size {batch_size} is more than {MAX_BATCH} frames: the generator would need "
-                        "tens of gigabytes; give a smaller --batch")
+        raise FommError(
+            f"batch size {batch_size} is more than {MAX_BATCH} frames: the generator would need "
+            "tens of gigabytes; give a smaller --batch"
+        )
 
 
-def iter_animation_batches(bundle: ModelBundle, source: Any, clip: MotionClip, *, mode: str = "relative",
-                           adapt_movement_scale: bool = True, batch_size: int = 8, dtype: str = "fp32",
-                           crop: str | Sequence[int] = "full", cancel: Callable[[], bool] | None = None,
-                           generator: nn.Module | None = None, log: Callable[[str], None] | None = None
-                           ) -> Iterator[np.ndarray]:
+def iter_animation_batches(
+    bundle: ModelBundle,
+    source: Any,
+    clip: MotionClip,
+    *,
+    mode: str = "relative",
+    adapt_movement_scale: bool = True,
+    batch_size: int = 8,
+    dtype: str = "fp32",
+    crop: str | Sequence[int] = "full",
+    cancel: Callable[[], bool] | None = None,
+    generator: nn.Module | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[np.ndarray]:
     """Render ``clip`` onto ``source``: yields float32 frames in [0,1], [B,S,S,3] per batch of clip samples.
 
     ``source``: an image path or HxWx3 uint8 array (framed with ``crop``, see :func:`frame_source`), or a float
@@ -337,10 +364,14 @@ def iter_animation_batches(bundle: ModelBundle, source: Any, clip: MotionClip, *
                 kp_drv = relative_motion(kp_src, kp_drv, kp_init, scale=scale)
             kp_s = {k: v.expand(n, *v.shape[1:]) for k, v in kp_src.items()}
             with autocast:
-                out = gen(src_cl.expand(n, -1, -1, -1), kp_driving=kp_drv, kp_source=kp_s,
-                          source_features=features.expand(n, -1, -1, -1),
-                          source_small=None if small is None else small.expand(n, -1, -1, -1),
-                          with_deformed=False)
+                out = gen(
+                    src_cl.expand(n, -1, -1, -1),
+                    kp_driving=kp_drv,
+                    kp_source=kp_s,
+                    source_features=features.expand(n, -1, -1, -1),
+                    source_small=None if small is None else small.expand(n, -1, -1, -1),
+                    with_deformed=False,
+                )
             frames = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
         yield np.ascontiguousarray(frames)
 
@@ -397,12 +428,16 @@ def _plan_outputs(output: Any, review: Any) -> list[_Target]:
             if path.is_dir():
                 foreign = [p.name for p in path.iterdir() if not _PNG_RE.match(p.name)]
                 if foreign:
-                    raise FommError(f"output folder {path} already holds other files ({foreign[0]}, ...): choose a "
-                                    f"new or empty folder (only an earlier preview's {PNG_PREFIX}*.png are replaced)")
+                    raise FommError(
+                        f"output folder {path} already holds other files ({foreign[0]}, ...): choose a "
+                        f"new or empty folder (only an earlier preview's {PNG_PREFIX}*.png are replaced)"
+                    )
             targets.append(_Target(path, "frames"))
         else:
-            raise FommError(f"cannot write the preview to {path.name}: give a folder (PNG frames) or a "
-                            f"{'/'.join(VIDEO_SUFFIXES)} video")
+            raise FommError(
+                f"cannot write the preview to {path.name}: give a folder (PNG frames) or a "
+                f"{'/'.join(VIDEO_SUFFIXES)} video"
+            )
     if review is not None:
         path = Path(os.fspath(review))
         if path.suffix.lower() not in VIDEO_SUFFIXES or path.is_dir():
@@ -451,8 +486,14 @@ class _DrivingPanel:
     Falls back to the keypoints on grey when the driving video is not available or does not match the clip.
     """
 
-    def __init__(self, clip: MotionClip, video: str | None, size: int, log: Callable[[str], None],
-                 shown: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        clip: MotionClip,
+        video: str | None,
+        size: int,
+        log: Callable[[str], None],
+        shown: np.ndarray | None = None,
+    ) -> None:
         self.clip, self.size = clip, size
         self.frames: Iterator[tuple[int, np.ndarray]] | None = None
         self.reader: VideoReader | None = None
@@ -471,8 +512,10 @@ class _DrivingPanel:
                     self.frames = iter(reader)
                 else:
                     reader.close()
-                    log(f"review: {Path(video).name} is {reader.size[0]}x{reader.size[1]} but the clip was made from "
-                        f"a {clip.video_size[0]}x{clip.video_size[1]} video; showing keypoints only")
+                    log(
+                        f"review: {Path(video).name} is {reader.size[0]}x{reader.size[1]} but the clip was made from "
+                        f"a {clip.video_size[0]}x{clip.video_size[1]} video; showing keypoints only"
+                    )
         elif video:
             log(f"review: driving video {video} not found; showing keypoints only")
         else:
@@ -518,7 +561,10 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 def _open_sinks(
-    stack: contextlib.ExitStack, targets: list[_Target], digits: int, rate: float,
+    stack: contextlib.ExitStack,
+    targets: list[_Target],
+    digits: int,
+    rate: float,
     make_panel: Callable[[], _DrivingPanel],
 ) -> tuple[list[Any], VideoWriter | None, _DrivingPanel | None]:
     """Open every output on ``stack``: the frame sinks (PNG folders, videos), the review video and its driving
@@ -541,8 +587,12 @@ def _open_sinks(
 
 
 def _write_batches(
-    batches: Iterator[np.ndarray], sinks: list[Any], review_writer: VideoWriter | None,
-    panel: _DrivingPanel | None, progress: Progress | None, total: int,
+    batches: Iterator[np.ndarray],
+    sinks: list[Any],
+    review_writer: VideoWriter | None,
+    panel: _DrivingPanel | None,
+    progress: Progress | None,
+    total: int,
 ) -> int:
     """Write each generated frame to every sink (and beside its driving frame to the review); the frames written."""
     written = 0
@@ -560,14 +610,56 @@ def _write_batches(
     return written
 
 
-def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionClip | str | os.PathLike,
-            output: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, model: ModelBundle | None = None,
-            checkpoint: str | os.PathLike | None = None, config: str | os.PathLike | dict | None = None,
-            mode: str = "relative", adapt_movement_scale: bool = True, device: str = "cpu", batch_size: int = 8,
-            dtype: str = "fp32", review: str | os.PathLike | None = None, fps: float | None = None,
-            progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-            crop: str | Sequence[int] = "full", strict: bool = False, extract_options: dict | None = None,
-            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def _summary(
+    written: int, rate: float, size: int, targets: Sequence[Any], review: str | os.PathLike | None, t0: float
+) -> dict[str, Any]:
+    """What :func:`animate` returns."""
+    outputs = [str(t.path) for t in targets if t.kind != "review"]
+    return {
+        "frames": written,
+        "fps": rate,
+        "width": size,
+        "height": size,
+        "output": ";".join(outputs),
+        "review": "" if review is None else str(review),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _sayer(log: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``log`` if given, else a Python warning pointing at the caller of :func:`animate`."""
+
+    def say(line: str) -> None:
+        if log is not None:
+            log(line)
+        else:
+            warnings.warn(line, stacklevel=3)
+
+    return say
+
+
+def animate(
+    source_image: str | os.PathLike | np.ndarray,
+    clip_or_video: MotionClip | str | os.PathLike,
+    output: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    model: ModelBundle | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    config: str | os.PathLike | dict | None = None,
+    mode: str = "relative",
+    adapt_movement_scale: bool = True,
+    device: str = "cpu",
+    batch_size: int = 8,
+    dtype: str = "fp32",
+    review: str | os.PathLike | None = None,
+    fps: float | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    crop: str | Sequence[int] = "full",
+    strict: bool = False,
+    extract_options: dict | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Animate ``source_image`` with a motion clip and write the preview; returns what was written.
 
     ``clip_or_video``: a :class:`MotionClip`, a clip ``.npz``, or a driving video (extracted first with the same
@@ -588,16 +680,9 @@ def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionC
         raise FommError(f"fps must be a positive frame rate, got {fps!r}")
     targets = _plan_outputs(output, review)
 
-    def say(line: str) -> None:
-        if log is not None:
-            log(line)
-        else:
-            warnings.warn(line, stacklevel=3)
-
-    image = source_image
-    if isinstance(source_image, str | os.PathLike):
-        image = read_image(source_image)  # a bad image fails before the model loads
-    if model is None:
+    say = _sayer(log)
+    image = read_image(source_image) if isinstance(source_image, str | os.PathLike) else source_image
+    if model is None:  # after the image: a bad image fails before the model loads
         from ml_core.model import load_model
 
         model = load_model(checkpoint, config, device)
@@ -617,17 +702,16 @@ def animate(source_image: str | os.PathLike | np.ndarray, clip_or_video: MotionC
         sinks, review_writer, panel = _open_sinks(
             stack, targets, digits, rate, lambda: _DrivingPanel(clip, video, size, say, shown)
         )
-        batches = iter_animation_batches(bundle, framed, clip, mode=mode,
-                                         adapt_movement_scale=adapt_movement_scale, batch_size=int(batch_size),
-                                         dtype=dtype, cancel=cancel, generator=generator)
+        batches = iter_animation_batches(
+            bundle,
+            framed,
+            clip,
+            mode=mode,
+            adapt_movement_scale=adapt_movement_scale,
+            batch_size=int(batch_size),
+            dtype=dtype,
+            cancel=cancel,
+            generator=generator,
+        )
         written = _write_batches(batches, sinks, review_writer, panel, progress, total)
-    outputs = [str(t.path) for t in targets if t.kind != "review"]
-    return {
-        "frames": written,
-        "fps": rate,
-        "width": size,
-        "height": size,
-        "output": ";".join(outputs),
-        "review": "" if review is None else str(review),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    return _summary(written, rate, size, targets, review, t0)

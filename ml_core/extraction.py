@@ -309,9 +309,7 @@ def _resolve_crop(
         box, found, sampled = find_face_box(video, start=start, end=end, step=step, cancel=cancel, scale=scale)
         if box is None:
             what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
-            notes.append(
-                f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)"
-            )
+            notes.append(f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)")
             return full_frame_box(width, height), "full"
         if found < sampled:
             notes.append(f"face found in {found} of {sampled} sampled frames; the others keep the last good box")
@@ -421,10 +419,12 @@ class _Trajectories:
         end = self.n + len(indices)
         if end > len(self.indices):
             grow = max(end, 2 * len(self.indices))
-            self.values = np.concatenate([self.values[: self.n], np.empty((grow - self.n, *self.values.shape[1:]),
-                                                                           np.float32)])
-            self.jacobians = np.concatenate([self.jacobians[: self.n],
-                                             np.empty((grow - self.n, *self.jacobians.shape[1:]), np.float32)])
+            self.values = np.concatenate(
+                [self.values[: self.n], np.empty((grow - self.n, *self.values.shape[1:]), np.float32)]
+            )
+            self.jacobians = np.concatenate(
+                [self.jacobians[: self.n], np.empty((grow - self.n, *self.jacobians.shape[1:]), np.float32)]
+            )
             self.indices = np.concatenate([self.indices[: self.n], np.empty(grow - self.n, np.int64)])
         self.values[self.n : end] = values
         self.jacobians[self.n : end] = jacobians
@@ -437,8 +437,14 @@ class _Trajectories:
 
 
 def _check_options(
-    dtype: str, batch_size: Any, crop: Any, smooth: dict[str, Any] | None, reference_frame: Any,
-    start: int | None, end: int | None, step: int,
+    dtype: str,
+    batch_size: Any,
+    crop: Any,
+    smooth: dict[str, Any] | None,
+    reference_frame: Any,
+    start: int | None,
+    end: int | None,
+    step: int,
 ) -> Any:
     """Refuse bad options before the video is opened; returns the parsed smoothing parameters."""
     _check_dtype(dtype)
@@ -459,8 +465,13 @@ def _check_options(
 
 
 def _detect_all(
-    reader: VideoReader, bundle: ModelBundle, box: CropBox, batch_size: int, dtype: str,
-    progress: Progress | None, cancel: Callable[[], bool] | None,
+    reader: VideoReader,
+    bundle: ModelBundle,
+    box: CropBox,
+    batch_size: int,
+    dtype: str,
+    progress: Progress | None,
+    cancel: Callable[[], bool] | None,
 ) -> tuple[_Trajectories, np.ndarray]:
     """Keypoints of every selected frame, and which frames were blank (a uniform crop: nothing to see)."""
     if dtype == "bf16":
@@ -496,8 +507,14 @@ def _has_face(frame: np.ndarray, box: CropBox, detector: Callable[[np.ndarray], 
 
 
 def _pick_reference(
-    video: str | os.PathLike, vals: np.ndarray, frame_indices: np.ndarray, times: np.ndarray,
-    blank: np.ndarray, box: CropBox, notes: list[str], detector: Any = None,
+    video: str | os.PathLike,
+    vals: np.ndarray,
+    frame_indices: np.ndarray,
+    times: np.ndarray,
+    blank: np.ndarray,
+    box: CropBox,
+    notes: list[str],
+    detector: Any = None,
 ) -> int:
     """The automatic neutral frame: the most typical one that is not blank and shows the face.
 
@@ -514,8 +531,16 @@ def _pick_reference(
     if len(order) == 1:
         return order[0]
     rest = order[REFERENCE_CANDIDATES:]
-    spread = [rest[int(k)] for k in np.unique(np.linspace(0, len(rest) - 1, min(len(rest), 4 * REFERENCE_CANDIDATES))
-                                              .round().astype(int))] if rest else []
+    spread = (
+        [
+            rest[int(k)]
+            for k in np.unique(
+                np.linspace(0, len(rest) - 1, min(len(rest), 4 * REFERENCE_CANDIDATES)).round().astype(int)
+            )
+        ]
+        if rest
+        else []
+    )
     try:
         detector = detector or FaceDetector()
     except FommError:
@@ -524,14 +549,20 @@ def _pick_reference(
         found = _first_with_face(video, group, frame_indices, times, box, detector)
         if found is not None:
             if found != order[0]:
-                notes.append(f"reference frame: video frame {int(frame_indices[order[0]])} was more typical "
-                             f"but shows no face; frame {int(frame_indices[found])} is used")
+                notes.append(
+                    f"reference frame: video frame {int(frame_indices[order[0]])} was more typical "
+                    f"but shows no face; frame {int(frame_indices[found])} is used"
+                )
             return found
     return order[0]
 
 
 def _first_with_face(
-    video: str | os.PathLike, group: list[int], frame_indices: np.ndarray, times: np.ndarray, box: CropBox,
+    video: str | os.PathLike,
+    group: list[int],
+    frame_indices: np.ndarray,
+    times: np.ndarray,
+    box: CropBox,
     detector: Any,
 ) -> int | None:
     """The first of ``group`` (sample indices, best first) whose frame shows a face inside ``box``."""
@@ -569,6 +600,12 @@ def _choose_given_reference(reference_frame: int, frame_indices: np.ndarray) -> 
             f"{int(frame_indices[-1])})"
         )
     return int(hit[0])
+
+
+def _relay(notes: Sequence[str], log: Callable[[str], None] | None) -> None:
+    if log is not None:
+        for n in notes:
+            log(n)
 
 
 def extract(
@@ -616,15 +653,11 @@ def extract(
         box, crop_mode = _resolve_crop(
             crop, video, reader, start, end, step, cancel, notes, log, face_scale_for(bundle.config)
         )
-        if log is not None:
-            for n in notes:
-                log(n)
+        _relay(notes, log)
         traj, blank = _detect_all(reader, bundle, box, batch_size, dtype, progress, cancel)
         fps, video_size, times = reader.fps, reader.size, np.asarray(reader.times[: traj.n], np.float64)
-        for n in reader.notes:
-            notes.append(n)
-            if log is not None:
-                log(n)
+        notes.extend(reader.notes)
+        _relay(reader.notes, log)
 
     frame_indices, vals, jacs = traj.arrays()
     has_jac = bool(bundle.estimate_jacobian)

@@ -152,9 +152,7 @@ def smoothing_params(spec: Mapping[str, Any] | None) -> tuple[OneEuroParams, One
         raise FommError(f"smoothing must be a dict of One Euro parameters, got {type(spec).__name__}")
     unknown = set(spec) - _KEYS - {"jacobians"}
     if unknown:
-        raise FommError(
-            f"unknown smoothing parameter(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(_KEYS))}"
-        )
+        raise FommError(f"unknown smoothing parameter(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(_KEYS))}")
     base = OneEuroParams(**{k: spec[k] for k in _KEYS & set(spec)})
     jac = spec.get("jacobians") or {}
     if not isinstance(jac, Mapping) or set(jac) - _KEYS:
@@ -189,9 +187,7 @@ def parse_smooth(text: str | None) -> dict[str, Any] | None:
         key, sep, val = item.partition("=")
         key = key.strip()
         if not sep or key not in _KEYS:
-            raise FommError(
-                f"bad --smooth item {item!r}: use min_cutoff=HZ, beta=X, d_cutoff=HZ, causal or zero_lag"
-            )
+            raise FommError(f"bad --smooth item {item!r}: use min_cutoff=HZ, beta=X, d_cutoff=HZ, causal or zero_lag")
         if key == "zero_lag":
             out[key] = val.strip().lower() in ("1", "true", "yes", "on")
             continue

@@ -96,9 +96,7 @@ def user_box(box: Sequence[int] | str, width: int, height: int) -> CropBox:
     return b
 
 
-def crop_square(
-    frame: np.ndarray, box: Sequence[int], out_size: int, *, pad_value: int = 0
-) -> np.ndarray:
+def crop_square(frame: np.ndarray, box: Sequence[int], out_size: int, *, pad_value: int = 0) -> np.ndarray:
     """Cut ``box`` out of an RGB uint8 ``frame`` [H,W,3], pad what lies outside, resize to ``out_size``.
 
     The resize uses ``cv2.INTER_AREA``. Returns a new contiguous uint8 array [out_size, out_size, 3].

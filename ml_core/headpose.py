@@ -120,9 +120,7 @@ def matrix_to_euler(rot: np.ndarray) -> np.ndarray:
 def roll_from_in_plane(in_plane: np.ndarray, yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     """The roll that, after ``yaw`` and ``pitch``, shows the face turned by ``in_plane`` (clockwise) on screen."""
     a = euler_to_matrix(yaw, pitch, np.zeros_like(np.asarray(yaw, dtype=np.float64)))
-    return np.asarray(in_plane, dtype=np.float64) - np.arctan2(
-        a[..., 0, 2] - a[..., 2, 0], a[..., 0, 0] + a[..., 2, 2]
-    )
+    return np.asarray(in_plane, dtype=np.float64) - np.arctan2(a[..., 0, 2] - a[..., 2, 0], a[..., 0, 0] + a[..., 2, 2])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,9 +233,7 @@ def model_head_calibration(
 # --------------------------------------------------------------------------------------------------
 
 
-def resample_head_pose(
-    pose: HeadPose, times: np.ndarray, fps: float, start_frame: int
-) -> tuple[np.ndarray, HeadPose]:
+def resample_head_pose(pose: HeadPose, times: np.ndarray, fps: float, start_frame: int) -> tuple[np.ndarray, HeadPose]:
     """Clip samples at ``times`` (seconds) -> one sample per scene frame at ``fps`` from ``start_frame``.
     Angles are unwrapped first so that interpolation never takes the long way round."""
     times = np.asarray(times, dtype=np.float64)

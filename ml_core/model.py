@@ -41,8 +41,7 @@ MODULES = ("kp_detector", "generator", "discriminator")
 SAFETENSORS_FORMAT = "fomm-ml-core"
 SAFETENSORS_VERSION = "1"
 # Shipped configurations, in the order auto-detection prefers when several share one architecture.
-RELEASED = ("vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
-            "nemo-256")
+RELEASED = ("vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256", "nemo-256")
 
 
 # ----------------------------------------------------------------------------------------------- configuration
@@ -61,11 +60,14 @@ def load_config(config: str | os.PathLike | dict) -> dict:
         if not path.exists() and (CONFIG_DIR / f"{config}.yaml").exists():
             path = CONFIG_DIR / f"{config}.yaml"
         if not path.exists():
-            raise FommError(f"config not found: {config} (give a YAML/JSON file or one of: "
-                            f"{', '.join(available_configs())})")
+            raise FommError(
+                f"config not found: {config} (give a YAML/JSON file or one of: {', '.join(available_configs())})"
+            )
         if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-            raise FommError(f"config {path} is {path.stat().st_size} bytes, more than a configuration needs "
-                            f"({MAX_CONFIG_BYTES}): give the YAML the model was trained with")
+            raise FommError(
+                f"config {path} is {path.stat().st_size} bytes, more than a configuration needs "
+                f"({MAX_CONFIG_BYTES}): give the YAML the model was trained with"
+            )
         try:
             text = path.read_text(encoding="utf-8")
             cfg = json.loads(text) if path.suffix.lower() == ".json" else safe_yaml(text, str(path))
@@ -109,8 +111,10 @@ class _BoundedLoader(yaml.SafeLoader):
                 total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
             sizes[key] = total
             if total > MAX_YAML_NODES:
-                raise FommError(f"{self.name} expands to more than {MAX_YAML_NODES} values through its YAML "
-                                "aliases (*name): refused (an exponential 'billion laughs' file?)")
+                raise FommError(
+                    f"{self.name} expands to more than {MAX_YAML_NODES} values through its YAML "
+                    "aliases (*name): refused (an exponential 'billion laughs' file?)"
+                )
             return total
 
         size(node)
@@ -129,8 +133,16 @@ def safe_yaml(text: str, name: str = "config") -> Any:
 
 # Bounds on the numbers a configuration gives the network builders (far above any published model: vox-256 uses
 # block_expansion 32-64, max_features 512-1024, 10 keypoints, 256 pixels).
-_INT_LIMITS = {"num_kp": 256, "num_channels": 4, "block_expansion": 1024, "max_features": 8192, "num_blocks": 16,
-               "num_down_blocks": 8, "num_bottleneck_blocks": 64, "pad": 16}
+_INT_LIMITS = {
+    "num_kp": 256,
+    "num_channels": 4,
+    "block_expansion": 1024,
+    "max_features": 8192,
+    "num_blocks": 16,
+    "num_down_blocks": 8,
+    "num_bottleneck_blocks": 64,
+    "pad": 16,
+}
 MAX_IMAGE_SIZE = 2048
 
 
@@ -166,19 +178,25 @@ def _check_frame_shape(cfg: dict, source: str) -> None:
         shape = ds.get(key)
         if shape is None:
             continue
-        ok = isinstance(shape, list | tuple) and len(shape) in (2, 3) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        ok = (
+            isinstance(shape, list | tuple)
+            and len(shape) in (2, 3)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        )
         if not ok:
             raise FommError(f"{source}: dataset_params.{key} must be [height, width, channels], got {shape!r}")
         if not 16 <= shape[0] <= MAX_IMAGE_SIZE or shape[0] != shape[1]:
-            raise FommError(f"{source}: dataset_params.{key} must be a square from 16 to {MAX_IMAGE_SIZE} pixels, "
-                            f"got {list(shape)}")
+            raise FommError(
+                f"{source}: dataset_params.{key} must be a square from 16 to {MAX_IMAGE_SIZE} pixels, got {list(shape)}"
+            )
 
 
 def validate_config(cfg: Any, source: str = "config") -> None:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model_params"), dict):
-        raise FommError(f"{source} has no 'model_params' section: use the authors' layout "
-                        "(model_params: common_params, kp_detector_params, generator_params, discriminator_params)")
+        raise FommError(
+            f"{source} has no 'model_params' section: use the authors' layout "
+            "(model_params: common_params, kp_detector_params, generator_params, discriminator_params)"
+        )
     mp = cfg["model_params"]
     for key in ("common_params", "kp_detector_params", "generator_params"):
         if not isinstance(mp.get(key), dict):
@@ -291,8 +309,13 @@ class ModelBundle:
         return out
 
 
-def build_model(config: str | os.PathLike | dict, device: str | torch.device = "cpu", align_corners: bool = True,
-                seed: int | None = None, with_discriminator: bool = False) -> ModelBundle:
+def build_model(
+    config: str | os.PathLike | dict,
+    device: str | torch.device = "cpu",
+    align_corners: bool = True,
+    seed: int | None = None,
+    with_discriminator: bool = False,
+) -> ModelBundle:
     """Randomly initialised networks for ``config`` (training, benchmarks, tests)."""
     cfg = load_config(config)
     dev = resolve_device(device)
@@ -301,8 +324,15 @@ def build_model(config: str | os.PathLike | dict, device: str | torch.device = "
     modules = _build_modules(cfg, align_corners, with_discriminator)
     for m in modules.values():
         m.to(dev).eval()
-    return ModelBundle(modules["kp_detector"], modules["generator"], modules.get("discriminator"), cfg, dev,
-                       align_corners, config_name=None if isinstance(config, dict) else str(config))
+    return ModelBundle(
+        modules["kp_detector"],
+        modules["generator"],
+        modules.get("discriminator"),
+        cfg,
+        dev,
+        align_corners,
+        config_name=None if isinstance(config, dict) else str(config),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint I/O
@@ -338,8 +368,10 @@ def _check_containers(path: Path) -> None:
     if len(head) == 9 and head[8:9] == b"{":
         n = int.from_bytes(head[:8], "little")
         if n >= MAX_SAFETENSORS_HEADER or n > size - 8:
-            raise FommError(f"checkpoint {path} is a damaged safetensors file: its header declares {n} bytes "
-                            f"(the file has {size}): re-convert or re-download it")
+            raise FommError(
+                f"checkpoint {path} is a damaged safetensors file: its header declares {n} bytes "
+                f"(the file has {size}): re-convert or re-download it"
+            )
     if not zipfile.is_zipfile(path):
         return
     try:
@@ -350,10 +382,12 @@ def _check_containers(path: Path) -> None:
     total = sum(i.file_size for i in infos)
     bomb = [i for i in infos if i.file_size > (1 << 20) and i.file_size > MAX_INFLATION * max(i.compress_size, 1)]
     if total > MAX_CHECKPOINT_BYTES or bomb:
-        what = f"a member ({bomb[0].filename}) inflating {bomb[0].compress_size} bytes to {bomb[0].file_size}" \
-            if bomb else f"{total} bytes of members"
-        raise FommError(f"refused to load {path}: it declares {what}, which no model checkpoint holds "
-                        "(a zip bomb?)")
+        what = (
+            f"a member ({bomb[0].filename}) inflating {bomb[0].compress_size} bytes to {bomb[0].file_size}"
+            if bomb
+            else f"{total} bytes of members"
+        )
+        raise FommError(f"refused to load {path}: it declares {what}, which no model checkpoint holds (a zip bomb?)")
 
 
 def _check_weights(states: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
@@ -362,15 +396,21 @@ def _check_weights(states: dict[str, dict[str, torch.Tensor]], path: Path) -> No
         for key, t in state.items():
             if key.endswith("num_batches_tracked"):
                 if t.is_floating_point() or t.is_complex() or t.numel() != 1:
-                    raise FommError(f"checkpoint {path}: {module}.{key} must be one whole number, got {t.dtype} "
-                                    f"{shape_str(tuple(t.shape))}")
+                    raise FommError(
+                        f"checkpoint {path}: {module}.{key} must be one whole number, got {t.dtype} "
+                        f"{shape_str(tuple(t.shape))}"
+                    )
                 continue
             if not t.is_floating_point():
-                raise FommError(f"checkpoint {path}: {module}.{key} holds {str(t.dtype).replace('torch.', '')} "
-                                "values, not floating-point weights: the file is damaged or not this kind of model")
+                raise FommError(
+                    f"checkpoint {path}: {module}.{key} holds {str(t.dtype).replace('torch.', '')} "
+                    "values, not floating-point weights: the file is damaged or not this kind of model"
+                )
             if not bool(torch.isfinite(t).all()):
-                raise FommError(f"checkpoint {path}: {module}.{key} holds NaN or infinite weights (a damaged file, "
-                                "or a training run that diverged): use another checkpoint")
+                raise FommError(
+                    f"checkpoint {path}: {module}.{key} holds NaN or infinite weights (a damaged file, "
+                    "or a training run that diverged): use another checkpoint"
+                )
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -381,8 +421,9 @@ def _read_safetensors(path: Path) -> Checkpoint:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise FommError(f"checkpoint {path} is a damaged or truncated safetensors file ({exc}): "
-                        "re-convert or re-download it") from None
+        raise FommError(
+            f"checkpoint {path} is a damaged or truncated safetensors file ({exc}): re-convert or re-download it"
+        ) from None
     states: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         module, _, name = key.partition(".")
@@ -425,8 +466,10 @@ def _is_pickle(path: Path) -> bool:
 
 
 def _not_a_checkpoint(path: Path) -> FommError:
-    return FommError(f"{path} is not a checkpoint (neither a PyTorch nor a safetensors file): give an authors' "
-                     ".pth.tar or a .safetensors file")
+    return FommError(
+        f"{path} is not a checkpoint (neither a PyTorch nor a safetensors file): give an authors' "
+        ".pth.tar or a .safetensors file"
+    )
 
 
 def _read_torch(path: Path) -> Checkpoint:
@@ -436,17 +479,27 @@ def _read_torch(path: Path) -> Checkpoint:
         # The weights-only loader words every refusal alike ("Weights only load failed ..."), garbage included: a
         # file is refused as code only when it really is a pickle (a refused global, or a well-formed stream).
         if "unsupported global" in str(exc).lower() or _is_pickle(path):
-            raise FommError(f"refused to load {path}: it is a pickle that would run code or build objects "
-                            "beyond plain tensors; only tensor checkpoints are loaded (convert it on a trusted "
-                            "machine with the authors' code, or ask its author for safetensors)") from None
+            raise FommError(
+                f"refused to load {path}: it is a pickle that would run code or build objects "
+                "beyond plain tensors; only tensor checkpoints are loaded (convert it on a trusted "
+                "machine with the authors' code, or ask its author for safetensors)"
+            ) from None
         raise _not_a_checkpoint(path) from None
     except (EOFError, zipfile.BadZipFile) as exc:
         what = "ends too early" if isinstance(exc, EOFError) else "is a broken archive"
         raise FommError(f"checkpoint {path} is truncated or corrupt (the file {what}): download it again") from None
     except RuntimeError as exc:
         msg = str(exc).lower()
-        if any(s in msg for s in ("zip archive", "failed finding central directory", "unexpected eof",
-                                  "file read failed", "pytorchstreamreader")):
+        if any(
+            s in msg
+            for s in (
+                "zip archive",
+                "failed finding central directory",
+                "unexpected eof",
+                "file read failed",
+                "pytorchstreamreader",
+            )
+        ):
             raise FommError(f"checkpoint {path} is truncated or corrupt: download it again") from None
         raise FommError(f"{path} could not be read as a checkpoint: {str(exc).splitlines()[0]}") from None
     except (UnicodeDecodeError, ValueError, OSError, AttributeError, IndexError, KeyError):
@@ -461,8 +514,10 @@ def _read_torch(path: Path) -> Checkpoint:
         elif any(isinstance(v, torch.Tensor) for v in obj.values()):
             hint = " (it is a bare state dict of some network)"
         shown = ", ".join(sorted(keys)[:6]) + (", ..." if len(keys) > 6 else "")
-        raise FommError(f"{path} is a checkpoint of another kind of model{hint}: it has no 'kp_detector' and "
-                        f"'generator' entries (top-level keys: {shown or 'none'})")
+        raise FommError(
+            f"{path} is a checkpoint of another kind of model{hint}: it has no 'kp_detector' and "
+            f"'generator' entries (top-level keys: {shown or 'none'})"
+        )
     states = {}
     for name in MODULES:
         state = obj.get(name)
@@ -499,8 +554,13 @@ def shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
-def check_states(states: dict[str, dict[str, torch.Tensor]], cfg: dict, *, what: str = "checkpoint",
-                 modules: tuple[str, ...] = MODULES) -> None:
+def check_states(
+    states: dict[str, dict[str, torch.Tensor]],
+    cfg: dict,
+    *,
+    what: str = "checkpoint",
+    modules: tuple[str, ...] = MODULES,
+) -> None:
     """Raise a FommError naming the first tensor whose name or shape differs from what ``cfg`` builds.
 
     The discriminator is compared only when it is among ``modules`` and the checkpoint has one.
@@ -517,16 +577,22 @@ def check_states(states: dict[str, dict[str, torch.Tensor]], cfg: dict, *, what:
         got = states[module]
         for key, shape in exp.items():
             if key not in got:
-                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' (shape {shape_str(shape)} in "
-                                f"the config) is missing from the {what}")
+                raise FommError(
+                    f"config/checkpoint mismatch in {module}: '{key}' (shape {shape_str(shape)} in "
+                    f"the config) is missing from the {what}"
+                )
             have = tuple(got[key].shape)
             if have != shape:
-                raise FommError(f"config/checkpoint mismatch in {module}: '{key}' is {shape_str(have)} in the {what} "
-                                f"but {shape_str(shape)} in the config")
+                raise FommError(
+                    f"config/checkpoint mismatch in {module}: '{key}' is {shape_str(have)} in the {what} "
+                    f"but {shape_str(shape)} in the config"
+                )
         extra = [k for k in got if k not in exp]
         if extra:
-            raise FommError(f"config/checkpoint mismatch in {module}: the {what} has '{extra[0]}' "
-                            f"{shape_str(tuple(got[extra[0]].shape))}, which the config does not build")
+            raise FommError(
+                f"config/checkpoint mismatch in {module}: the {what} has '{extra[0]}' "
+                f"{shape_str(tuple(got[extra[0]].shape))}, which the config does not build"
+            )
 
 
 def detect_config(states: dict[str, dict[str, torch.Tensor]]) -> tuple[str, dict]:
@@ -544,8 +610,10 @@ def detect_config(states: dict[str, dict[str, torch.Tensor]]) -> tuple[str, dict
             return name, cfg
     kp = states.get("kp_detector", {})
     nkp = tuple(kp["kp.weight"].shape)[0] if "kp.weight" in kp else "?"
-    raise FommError(f"no shipped configuration matches this checkpoint ({nkp} keypoints): pass its config with "
-                    "--config (the YAML it was trained with)")
+    raise FommError(
+        f"no shipped configuration matches this checkpoint ({nkp} keypoints): pass its config with "
+        "--config (the YAML it was trained with)"
+    )
 
 
 def _materialise(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
@@ -555,9 +623,13 @@ def _materialise(module: nn.Module, state: dict[str, torch.Tensor], name: str) -
         raise FommError(f"could not load {name}: {str(exc).splitlines()[0]}") from None
 
 
-def load_model(checkpoint: str | os.PathLike | None = None, config: str | os.PathLike | dict | None = None,
-               device: str | torch.device = "cpu", align_corners: bool = True,
-               with_discriminator: bool = False) -> ModelBundle:
+def load_model(
+    checkpoint: str | os.PathLike | None = None,
+    config: str | os.PathLike | dict | None = None,
+    device: str | torch.device = "cpu",
+    align_corners: bool = True,
+    with_discriminator: bool = False,
+) -> ModelBundle:
     """Load a model (default: the embedded one) for inference: eval mode, on ``device``, strict names and shapes.
 
     ``align_corners=True`` (default) reproduces the ``grid_sample`` behaviour the released checkpoints were trained
@@ -588,13 +660,25 @@ def load_model(checkpoint: str | os.PathLike | None = None, config: str | os.Pat
         state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.states[name].items()}
         _materialise(module, state, name)
         module.to(dev).eval()
-    return ModelBundle(modules["kp_detector"], modules["generator"], modules.get("discriminator"), cfg, dev,
-                       align_corners, checkpoint_hash=sha256_file(ckpt.path)[:16], config_name=config_name,
-                       source=str(ckpt.path))
+    return ModelBundle(
+        modules["kp_detector"],
+        modules["generator"],
+        modules.get("discriminator"),
+        cfg,
+        dev,
+        align_corners,
+        checkpoint_hash=sha256_file(ckpt.path)[:16],
+        config_name=config_name,
+        source=str(ckpt.path),
+    )
 
 
-def save_safetensors(states: dict[str, dict[str, torch.Tensor]], cfg: dict, path: str | os.PathLike,
-                     extra_metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(
+    states: dict[str, dict[str, torch.Tensor]],
+    cfg: dict,
+    path: str | os.PathLike,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
     """Write ``states`` + the configuration (embedded as JSON metadata) as one safetensors file, atomically."""
     from safetensors.torch import save_file
 
@@ -609,8 +693,12 @@ def save_safetensors(states: dict[str, dict[str, torch.Tensor]], cfg: dict, path
     return path
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, config: str | os.PathLike | dict | None = None,
-            keep_discriminator: bool = True) -> tuple[Path, str]:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    config: str | os.PathLike | dict | None = None,
+    keep_discriminator: bool = True,
+) -> tuple[Path, str]:
     """Convert an authors' checkpoint to the project's safetensors format; returns (path, config name).
 
     ``dst`` equal to ``src`` is refused (rewriting a checkpoint in place changes its hash, which every

@@ -19,9 +19,15 @@ def first_values(kp: dict) -> np.ndarray:
     return kp["value"][0].detach().float().cpu().numpy()
 
 
-def relative_motion(kp_source: dict, kp_driving: dict, kp_driving_initial: dict, adapt_movement_scale: bool = True,
-                    use_relative_movement: bool = True, use_relative_jacobian: bool = True,
-                    scale: float | None = None) -> dict[str, torch.Tensor]:
+def relative_motion(
+    kp_source: dict,
+    kp_driving: dict,
+    kp_driving_initial: dict,
+    adapt_movement_scale: bool = True,
+    use_relative_movement: bool = True,
+    use_relative_jacobian: bool = True,
+    scale: float | None = None,
+) -> dict[str, torch.Tensor]:
     """Keypoints to drive ``kp_source`` with; batches broadcast (source/initial of batch 1, driving of batch B).
 
     ``scale`` overrides the movement-scale factor (e.g. computed once per clip with

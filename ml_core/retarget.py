@@ -97,9 +97,7 @@ def relative_jacobians(jacobians: np.ndarray, reference_jacobians: np.ndarray) -
 def _safe_inv(mats: np.ndarray) -> np.ndarray:
     det = mats[..., 0, 0] * mats[..., 1, 1] - mats[..., 0, 1] * mats[..., 1, 0]
     if np.any(np.abs(det) < 1e-8):
-        raise FommError(
-            "a keypoint's Jacobian is singular in the reference frame; choose another reference frame"
-        )
+        raise FommError("a keypoint's Jacobian is singular in the reference frame; choose another reference frame")
     inv = np.empty_like(mats)
     inv[..., 0, 0] = mats[..., 1, 1]
     inv[..., 1, 1] = mats[..., 0, 0]
@@ -296,9 +294,7 @@ class Calibration:
         except (OSError, ValueError, KeyError) as exc:
             raise FommError(f"{path} is not a calibration file ({exc}); calibrate again") from None
         if header.get("format") != CALIBRATION_FORMAT or header.get("version") != CALIBRATION_VERSION:
-            raise FommError(
-                f"{path} is not a version-{CALIBRATION_VERSION} calibration file; calibrate again"
-            )
+            raise FommError(f"{path} is not a version-{CALIBRATION_VERSION} calibration file; calibrate again")
         for name, arr in arrays.items():
             if not np.all(np.isfinite(arr)):
                 raise FommError(f"calibration {path} has non-finite {name}; calibrate again")
@@ -486,9 +482,7 @@ def neutral_cost(weights: np.ndarray) -> np.ndarray:
     return per_key.sum(axis=0)
 
 
-def find_neutral(
-    basis: np.ndarray, targets: np.ndarray, free: int, regularization: float, smooth: float = 1.0
-) -> int:
+def find_neutral(basis: np.ndarray, targets: np.ndarray, free: int, regularization: float, smooth: float = 1.0) -> int:
     """The clip sample that looks most neutral through the calibration: the least :func:`neutral_cost` of its
     unconstrained ridge key weights (the bounded columns only; relative weights are negative where a sample shows
     less expression than the reference). ``smooth`` (samples) low-passes the cost so that one noisy sample
@@ -602,9 +596,7 @@ def manual_weights(
     out = np.zeros((len(values), len(mapping)))
     for i, (kp, axis, gain) in enumerate(mapping):
         if not 0 <= kp < k or axis not in (0, 1):
-            raise FommError(
-                f"manual mapping {i + 1}: keypoint {kp} axis {axis} does not exist (clip has {k})"
-            )
+            raise FommError(f"manual mapping {i + 1}: keypoint {kp} axis {axis} does not exist (clip has {k})")
         out[:, i] = gain * disp[:, kp, axis]
     return np.clip(out, 0.0, 1.0)
 
@@ -614,9 +606,7 @@ def manual_weights(
 # --------------------------------------------------------------------------------------------------
 
 
-def resample(
-    times: np.ndarray, values: np.ndarray, fps: float, start_frame: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+def resample(times: np.ndarray, values: np.ndarray, fps: float, start_frame: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Linearly resample samples at ``times`` (seconds, increasing) to scene frames at ``fps``.
 
     ``values`` [T,...]. Returns ``frames`` [M] (integers from ``start_frame``, one per scene frame over

@@ -17,8 +17,14 @@ from tests.conftest import REPO
 def test_demo_end_to_end(tmp_path) -> None:
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOMM_")}
-    r = subprocess.run([sys.executable, "-m", "demo", "--frames", "60", "--out", str(out)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "demo", "--frames", "60", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("demo.blend", "review.mp4", "curves.png", "summary.json", "character.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name

@@ -60,7 +60,11 @@ def run_session(python: Path | str, user_dir: Path, spec: dict, extra_env: dict 
     env.update(extra_env or {})
     # cwd: a folder without ml_core in it (``python -m`` puts the working directory first on the path)
     proc = subprocess.run(
-        [str(python), str(SESSION), json.dumps(spec)], capture_output=True, text=True, timeout=600, env=env,
+        [str(python), str(SESSION), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
         cwd=user_dir.parent,
     )
     text = proc.stdout + proc.stderr
@@ -213,8 +217,19 @@ def test_wheelhouse_missing_a_wheel(tmp_path):
     house = tmp_path / "wheelhouse"
     house.mkdir()
     out = tmp_path / "dist"
-    proc = run_build("--output", str(out), "--lean", "--blender", "5.0", "--platform", "windows-x64",
-                     "--wheelhouse", str(house), "--cache", str(tmp_path / "cache"))
+    proc = run_build(
+        "--output",
+        str(out),
+        "--lean",
+        "--blender",
+        "5.0",
+        "--platform",
+        "windows-x64",
+        "--wheelhouse",
+        str(house),
+        "--cache",
+        str(tmp_path / "cache"),
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no wheel of scipy" in lines[0] and str(house) in lines[0], proc.stderr
@@ -254,8 +269,11 @@ def test_lean_build_contents(lean_build):
         with zf.open(ml_wheel) as fh, zipfile.ZipFile(fh) as wz:
             ml_files = set(wz.namelist())
     assert info["flavor"] == "lean" and info["worker_python_required"] is True
-    addon_files = {p.relative_to(REPO / "blender_fomm").as_posix() for p in (REPO / "blender_fomm").rglob("*.py")
-                   if "__pycache__" not in p.parts}
+    addon_files = {
+        p.relative_to(REPO / "blender_fomm").as_posix()
+        for p in (REPO / "blender_fomm").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
     assert addon_files <= names and "__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names | ml_files)
     assert {"ml_core/__init__.py", "ml_core/worker.py", "ml_core/clip.py", "ml_core/retarget.py"} <= ml_files
@@ -285,7 +303,9 @@ def test_lean_installs_enables_and_bakes_blender_50(lean_build, tmp_path):
     out, _ = lean_build
     user = tmp_path / "user"
     res, text = run_session(
-        PY, user, {"zip": str(out / LEAN_ZIP), "bake": True, "probe": True, "workdir": str(tmp_path)},
+        PY,
+        user,
+        {"zip": str(out / LEAN_ZIP), "bake": True, "probe": True, "workdir": str(tmp_path)},
         # the lean build's worker runs in a Python the user points it at: here .venv's (ml_core + torch)
         extra_env={"FOMM_WORKER_PYTHON": PY},
     )
@@ -342,7 +362,9 @@ def test_blender_51_build_installs_enables_and_bakes_blender_52(tmp_path):
     zip_path = out / "fomm_mocap-0.1.0-lean-linux_x64-blender5.1-up.zip"
     user = tmp_path / "user"
     res, text = run_session(
-        PY52, user, {"zip": str(zip_path), "bake": True, "probe": True, "workdir": str(tmp_path)},
+        PY52,
+        user,
+        {"zip": str(zip_path), "bake": True, "probe": True, "workdir": str(tmp_path)},
         extra_env={"FOMM_WORKER_PYTHON": PY},
     )
     assert res["blender"].startswith("5.2") and res["python"].startswith("3.13")
@@ -446,16 +468,30 @@ def test_full_build_extracts_motion_in_a_clean_install(tmp_path):
     config.write_text((FIXTURES / "tiny.yaml").read_text() + "\ndataset_params:\n  frame_shape: [64, 64, 3]\n")
 
     # Without the extension's packages the bare worker has no torch: whatever it runs, it got from there.
-    probe = subprocess.run([str(bare), "-c", "import torch"], capture_output=True, text=True, cwd=tmp_path,
-                           env={"PYTHONPATH": str(numpy_dir), "PATH": os.environ.get("PATH", "")})
+    probe = subprocess.run(
+        [str(bare), "-c", "import torch"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(numpy_dir), "PATH": os.environ.get("PATH", "")},
+    )
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
 
     res, text = run_session(
-        PY, user,
-        {"zip": str(zip_path), "workdir": str(tmp_path),
-         "extract": {"video": str(video), "worker_pythonpath": [str(local), str(numpy_dir)]}},
-        extra_env={"FOMM_WORKER_PYTHON": str(bare), "FOMM_CHECKPOINT": str(FIXTURES / "tiny-cpk.pth.tar"),
-                   "FOMM_CONFIG": str(config), "FOMM_DEVICE": "cpu", "FOMM_CACHE_DIR": str(tmp_path / "cache")},
+        PY,
+        user,
+        {
+            "zip": str(zip_path),
+            "workdir": str(tmp_path),
+            "extract": {"video": str(video), "worker_pythonpath": [str(local), str(numpy_dir)]},
+        },
+        extra_env={
+            "FOMM_WORKER_PYTHON": str(bare),
+            "FOMM_CHECKPOINT": str(FIXTURES / "tiny-cpk.pth.tar"),
+            "FOMM_CONFIG": str(config),
+            "FOMM_DEVICE": "cpu",
+            "FOMM_CACHE_DIR": str(tmp_path / "cache"),
+        },
     )
     assert res["install"] == ["FINISHED"] and res["enabled"], res
     assert res["extract_ret"] == ["FINISHED"], text[-4000:]
@@ -465,10 +501,17 @@ def test_full_build_extracts_motion_in_a_clean_install(tmp_path):
 
     # The same interpreter and path the worker had: every package from the extension's folder.
     where = subprocess.run(
-        [str(bare), "-c", "import json, torch, cv2, av, scipy, yaml, safetensors, tqdm, ml_core, numpy; "
-         "print(json.dumps({m.__name__: m.__file__ for m in (torch, cv2, av, scipy, yaml, safetensors, tqdm, "
-         "ml_core, numpy)}))"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        [
+            str(bare),
+            "-c",
+            "import json, torch, cv2, av, scipy, yaml, safetensors, tqdm, ml_core, numpy; "
+            "print(json.dumps({m.__name__: m.__file__ for m in (torch, cv2, av, scipy, yaml, safetensors, tqdm, "
+            "ml_core, numpy)}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
         env={"PYTHONPATH": os.pathsep.join([str(local), str(numpy_dir)]), "PATH": os.environ.get("PATH", "")},
     )
     files = json.loads(where.stdout)

@@ -78,8 +78,12 @@ def collect() -> list[Message]:
                 kind, arg = "report", node.args[1]
             elif name == "_why_not" and len(node.args) == 2:
                 kind, arg = "poll", node.args[1]
-            elif name == "append" and getattr(node.func, "value", None) is not None \
-                    and _name(node.func.value) == "notes" and node.args:  # type: ignore[attr-defined]
+            elif (
+                name == "append"
+                and getattr(node.func, "value", None) is not None
+                and _name(node.func.value) == "notes"
+                and node.args
+            ):  # type: ignore[attr-defined]
                 kind, arg = "note", node.args[0]
             if arg is None:
                 continue

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from ml_core.commands._bars import StageBars
 from ml_core.errors import FommError
 
 
@@ -27,23 +27,41 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     p.add_argument("--config", help="YAML/JSON config or shipped config name (default: embedded or detected)")
-    p.add_argument("--mode", default="relative", choices=("relative", "absolute"),
-                   help="relative: the clip's motion from its reference frame moves the source (default); "
-                   "absolute: the clip's keypoints as they are")
-    p.add_argument("--no-adapt-scale", action="store_true",
-                   help="relative mode without movement-scale adaptation (keypoint hull size ratio)")
+    p.add_argument(
+        "--mode",
+        default="relative",
+        choices=("relative", "absolute"),
+        help="relative: the clip's motion from its reference frame moves the source (default); "
+        "absolute: the clip's keypoints as they are",
+    )
+    p.add_argument(
+        "--no-adapt-scale",
+        action="store_true",
+        help="relative mode without movement-scale adaptation (keypoint hull size ratio)",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch", default="8", metavar="N", help="frames per generator batch (default 8)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 inference (faster on CPUs/GPUs that have it)")
     p.add_argument("--review", metavar="REVIEW.mp4", help="also write a side-by-side driving | preview video")
     p.add_argument("--fps", metavar="FPS", help="video frame rate (default: the clip's, over its frame step)")
-    p.add_argument("--crop", default="full", metavar="full|auto|X,Y,SIZE",
-                   help="how the source image is framed: full (whole image padded to a square, default), auto "
-                   "(around the face), or a square box in pixels")
-    p.add_argument("--driving-crop", default="auto", metavar="auto|full|X,Y,SIZE",
-                   help="framing of a driving video before extraction (as 'extract --crop'; default auto)")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse a clip extracted with another configuration or checkpoint (default: warn)")
+    p.add_argument(
+        "--crop",
+        default="full",
+        metavar="full|auto|X,Y,SIZE",
+        help="how the source image is framed: full (whole image padded to a square, default), auto "
+        "(around the face), or a square box in pixels",
+    )
+    p.add_argument(
+        "--driving-crop",
+        default="auto",
+        metavar="auto|full|X,Y,SIZE",
+        help="framing of a driving video before extraction (as 'extract --crop'; default auto)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a clip extracted with another configuration or checkpoint (default: warn)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -57,7 +75,8 @@ def _crop(text: str) -> str | tuple[int, int, int]:
     return tuple(parse_box(text))
 
 
-def run(args: argparse.Namespace) -> int:
+def _checked(args: argparse.Namespace) -> tuple[int, float | None]:
+    """(batch, fps) from the command line; an output that would overwrite an input is refused."""
     if not args.output and not args.review:
         raise FommError("give the preview to write with -o OUT.mp4 or -o OUT_DIR/ (or --review REVIEW.mp4)")
     try:
@@ -72,39 +91,23 @@ def run(args: argparse.Namespace) -> int:
             fps = float(args.fps)
         except ValueError:
             raise FommError(f"--fps must be a number, got {args.fps!r}") from None
-    crop = _crop(args.crop)
-    driving_crop = _crop(args.driving_crop)
     inputs = {Path(p).resolve() for p in (args.source, args.driving) if Path(p).exists()}
     for out in [*(args.output or []), *([args.review] if args.review else [])]:
         if Path(out).resolve() in inputs:
             raise FommError(f"the output {out} would overwrite an input: choose another path")
+    return batch, fps
 
-    from tqdm import tqdm
+
+def run(args: argparse.Namespace) -> int:
+    batch, fps = _checked(args)
+    crop = _crop(args.crop)
+    extract_options: dict = {"crop": _crop(args.driving_crop)}
 
     from ml_core.animation import animate
 
-    bars: dict[str, tqdm] = {}
-
-    def make_bar(desc: str):
-        def progress(done: int, total: int | None) -> None:
-            bar = bars.get(desc)
-            if bar is None:  # opened on first use: one bar per stage, in order
-                for other in bars.values():
-                    other.close()
-                bar = bars[desc] = tqdm(total=total, unit="frame", desc=desc, disable=True if args.quiet else None,
-                                        file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-            if bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-
-        return progress
-
-    def log(line: str) -> None:
-        tqdm.write(f"warning: {line}", file=sys.stderr)
-
-    extract_options = {"crop": driving_crop}
+    bars = StageBars(args.quiet)
     if Path(args.driving).suffix.lower() != ".npz":
-        extract_options["progress"] = make_bar("extracting")
+        extract_options["progress"] = bars.progress("extracting")
     try:
         info = animate(
             args.source,
@@ -119,21 +122,20 @@ def run(args: argparse.Namespace) -> int:
             dtype="bf16" if args.bf16 else "fp32",
             review=args.review,
             fps=fps,
-            progress=make_bar("animating"),
+            progress=bars.progress("animating"),
             crop=crop,
             strict=args.strict,
             extract_options=extract_options,
-            log=log,
+            log=lambda line: bars.write(f"warning: {line}"),
         )
     except BaseException:
-        for bar in bars.values():
-            bar.leave = False  # the error line alone
-            bar.close()
+        bars.close(failed=True)
         raise
-    for bar in bars.values():
-        bar.close()
+    bars.close()
     written = [*(args.output or []), *([args.review] if args.review else [])]
     rate = info["frames"] / max(info["seconds"], 1e-9)
-    print(f"wrote {', '.join(written)}: {info['frames']} frames {info['width']}x{info['height']} at "
-          f"{info['fps']:g} fps ({rate:.2f} frames/s)")
+    print(
+        f"wrote {', '.join(written)}: {info['frames']} frames {info['width']}x{info['height']} at "
+        f"{info['fps']:g} fps ({rate:.2f} frames/s)"
+    )
     return 0

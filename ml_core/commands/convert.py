@@ -8,9 +8,12 @@ from ml_core.errors import FommError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("convert", help="convert an authors' .pth.tar checkpoint to safetensors (no code runs)",
-                       description="Convert an authors' checkpoint (read with torch.load(weights_only=True)) to the "
-                                   "project's safetensors format with its configuration embedded.")
+    p = sub.add_parser(
+        "convert",
+        help="convert an authors' .pth.tar checkpoint to safetensors (no code runs)",
+        description="Convert an authors' checkpoint (read with torch.load(weights_only=True)) to the "
+        "project's safetensors format with its configuration embedded.",
+    )
     p.add_argument("checkpoint", help="input: an authors' .pth.tar (or a .safetensors to re-write)")
     p.add_argument("output", help="output .safetensors file")
     p.add_argument("--config", help="YAML/JSON config or shipped name (default: detected from tensor shapes)")

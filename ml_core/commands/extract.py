@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ml_core.commands._bars import StageBars
 from ml_core.errors import FommError
 from ml_core.fileio import check_output
 
@@ -112,46 +111,20 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _progress_bar(quiet: bool) -> tuple[Any, Callable[[int, int | None], None], Callable[[str], None]]:
-    """A progress bar on stderr (only on a terminal unless ``quiet``), its ``progress`` and ``log`` callbacks."""
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=None,
-        unit="frame",
-        desc="extracting",
-        disable=True if quiet else None,  # None: only on a terminal
-        file=sys.stderr,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-
-    def progress(done: int, total: int | None) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    def log(line: str) -> None:
-        bar.write(f"note: {line}", file=sys.stderr)
-
-    return bar, progress, log
-
-
 def run(args: argparse.Namespace) -> int:
     out, video = _paths(args)
     options = _options(args)
 
     from ml_core.extraction import extract
 
-    bar, progress, log = _progress_bar(args.quiet)
+    bars = StageBars(args.quiet)
     t0 = time.perf_counter()
     try:
-        clip = extract(video, **options, progress=progress, log=log)
+        clip = extract(video, **options, progress=bars.progress("extracting"), log=lambda n: bars.write(f"note: {n}"))
     except BaseException:
-        bar.leave = False  # the error line alone
-        bar.close()
+        bars.close(failed=True)
         raise
-    bar.close()
+    bars.close()
     elapsed = time.perf_counter() - t0
     clip.save(out)
     first, last = int(clip.frame_indices[0]), int(clip.frame_indices[-1])

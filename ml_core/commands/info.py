@@ -20,13 +20,22 @@ def _clip_rows(path: str) -> list[tuple[str, str]]:
     t = clip.times
     return [
         ("motion clip", path),
-        ("samples", f"{clip.num_frames} (video frames {int(clip.frame_indices[0])}-{int(clip.frame_indices[-1])}), "
-                    f"{t[-1] - t[0]:.3f} s at {clip.fps:g} fps on average"),
-        ("keypoints", f"{clip.num_kp}, jacobians: {'yes' if clip.has_jacobians else 'no'}, input "
-                      f"{clip.image_size}x{clip.image_size}"),
+        (
+            "samples",
+            f"{clip.num_frames} (video frames {int(clip.frame_indices[0])}-{int(clip.frame_indices[-1])}), "
+            f"{t[-1] - t[0]:.3f} s at {clip.fps:g} fps on average",
+        ),
+        (
+            "keypoints",
+            f"{clip.num_kp}, jacobians: {'yes' if clip.has_jacobians else 'no'}, input "
+            f"{clip.image_size}x{clip.image_size}",
+        ),
         ("model", f"config hash {clip.config_hash}, checkpoint hash {clip.checkpoint_hash}"),
-        ("video", f"{clip.source_path or 'unknown'} ({clip.video_size[0]}x{clip.video_size[1]}), crop "
-                  f"{','.join(str(v) for v in clip.crop_box)} ({clip.crop_mode})"),
+        (
+            "video",
+            f"{clip.source_path or 'unknown'} ({clip.video_size[0]}x{clip.video_size[1]}), crop "
+            f"{','.join(str(v) for v in clip.crop_box)} ({clip.crop_mode})",
+        ),
         *(("note", n) for n in clip.notes),
     ]
 
@@ -49,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("checkpoint", str(bundle.source)),
         ("config", f"{bundle.config_name or 'embedded'} (hash {bundle.config_hash})"),
-        ("keypoints", f"{bundle.num_kp}, jacobians: {'yes' if bundle.estimate_jacobian else 'no'}, "
-                      f"input {bundle.image_size}x{bundle.image_size}"),
+        (
+            "keypoints",
+            f"{bundle.num_kp}, jacobians: {'yes' if bundle.estimate_jacobian else 'no'}, "
+            f"input {bundle.image_size}x{bundle.image_size}",
+        ),
         *((name, f"{n:,} parameters") for name, n in counts.items()),
     ]
     _print(rows)

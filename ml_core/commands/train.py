@@ -12,17 +12,23 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune a model on videos (authors' train/test layout)")
-    p.add_argument("--config", required=True, help="YAML config with model_params and train_params "
-                   "(e.g. ml_core/configs/default-64.yaml or a shipped name)")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="YAML config with model_params and train_params (e.g. ml_core/configs/default-64.yaml or a shipped name)",
+    )
     p.add_argument("--data", required=True, help="data folder with train/ (videos or folders of frames)")
-    p.add_argument("--out", help="run folder for checkpoint.pt, model.safetensors, log.jsonl "
-                   "(default runs/<config>-<time>)")
+    p.add_argument(
+        "--out", help="run folder for checkpoint.pt, model.safetensors, log.jsonl (default runs/<config>-<time>)"
+    )
     p.add_argument("--resume", help="checkpoint.pt to resume, or a model file (.safetensors/.pth.tar) to fine-tune")
     p.add_argument("--iterations", type=int, help="total iterations (default: train_params)")
     p.add_argument("--batch-size", type=int, help="batch size per process (default: train_params.batch_size)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--vgg19", help="torchvision VGG19 ImageNet weights (.pth) for the perceptual loss; "
-                   "without it: multi-scale L1 + SSIM")
+    p.add_argument(
+        "--vgg19",
+        help="torchvision VGG19 ImageNet weights (.pth) for the perceptual loss; without it: multi-scale L1 + SSIM",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
     p.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")
@@ -41,14 +47,22 @@ def run(args: argparse.Namespace) -> int:
         raise FommError("--iterations must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise FommError("--batch-size must be at least 1")
-    opts = TrainOptions(config=args.config, data=Path(args.data),
-                        out=Path(args.out) if args.out else default_run_dir(args.config),
-                        resume=Path(args.resume) if args.resume else None, iterations=args.iterations,
-                        batch_size=args.batch_size, device=args.device,
-                        vgg19=Path(args.vgg19) if args.vgg19 else None, seed=args.seed,
-                        checkpoint_every=args.checkpoint_every, log_every=max(1, args.log_every),
-                        threads=args.threads, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                        channels_last=args.channels_last)
+    opts = TrainOptions(
+        config=args.config,
+        data=Path(args.data),
+        out=Path(args.out) if args.out else default_run_dir(args.config),
+        resume=Path(args.resume) if args.resume else None,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        device=args.device,
+        vgg19=Path(args.vgg19) if args.vgg19 else None,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        log_every=max(1, args.log_every),
+        threads=args.threads,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        channels_last=args.channels_last,
+    )
     bar = None
     import os
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def make_coordinate_grid(height: int, width: int, *, dtype: torch.dtype = torch.float32,
-                         device: torch.device | str | None = None) -> torch.Tensor:
+def make_coordinate_grid(
+    height: int, width: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """[H, W, 2] grid of (x, y) in [-1, 1] (inclusive at both ends)."""
     x = torch.arange(width, dtype=dtype, device=device)
     y = torch.arange(height, dtype=dtype, device=device)
@@ -48,8 +49,13 @@ class ResBlock2d(nn.Module):
 class UpBlock2d(nn.Module):
     """Nearest x2 upsampling, conv, BN, ReLU."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int] = 3,
-                 padding: int | tuple[int, int] = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple[int, int] = 3,
+        padding: int | tuple[int, int] = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -62,8 +68,13 @@ class UpBlock2d(nn.Module):
 class DownBlock2d(nn.Module):
     """Conv, BN, ReLU, 2x2 average pooling."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int] = 3,
-                 padding: int | tuple[int, int] = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple[int, int] = 3,
+        padding: int | tuple[int, int] = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -75,8 +86,13 @@ class DownBlock2d(nn.Module):
 class SameBlock2d(nn.Module):
     """Conv, BN, ReLU at constant resolution."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int] = 3,
-                 padding: int | tuple[int, int] = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple[int, int] = 3,
+        padding: int | tuple[int, int] = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -95,8 +111,10 @@ class Encoder(nn.Module):
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else _features(block_expansion, max_features, i),
-                        _features(block_expansion, max_features, i + 1))
+            DownBlock2d(
+                in_features if i == 0 else _features(block_expansion, max_features, i),
+                _features(block_expansion, max_features, i + 1),
+            )
             for i in range(num_blocks)
         )
 

@@ -16,12 +16,25 @@ from ml_core.modules.blocks import AntiAliasInterpolation2d, Hourglass, kp2gauss
 
 
 class DenseMotionNetwork(nn.Module):
-    def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int, num_channels: int,
-                 estimate_occlusion_map: bool = False, scale_factor: float = 1, kp_variance: float = 0.01,
-                 align_corners: bool = True):
+    def __init__(
+        self,
+        block_expansion: int,
+        num_blocks: int,
+        max_features: int,
+        num_kp: int,
+        num_channels: int,
+        estimate_occlusion_map: bool = False,
+        scale_factor: float = 1,
+        kp_variance: float = 0.01,
+        align_corners: bool = True,
+    ):
         super().__init__()
-        self.hourglass = Hourglass(block_expansion=block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
-                                   max_features=max_features, num_blocks=num_blocks)
+        self.hourglass = Hourglass(
+            block_expansion=block_expansion,
+            in_features=(num_kp + 1) * (num_channels + 1),
+            max_features=max_features,
+            num_blocks=num_blocks,
+        )
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
         if estimate_occlusion_map:
             self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
@@ -40,8 +53,9 @@ class DenseMotionNetwork(nn.Module):
 
     def heatmap_representations(self, spatial_size: tuple[int, int], kp_driving: dict, kp_source: dict) -> torch.Tensor:
         """[B, K+1, 1, h, w]: driving minus source Gaussians, with a zero map for the background."""
-        heatmap = (kp2gaussian(kp_driving["value"], spatial_size, self.kp_variance)
-                   - kp2gaussian(kp_source["value"], spatial_size, self.kp_variance))
+        heatmap = kp2gaussian(kp_driving["value"], spatial_size, self.kp_variance) - kp2gaussian(
+            kp_source["value"], spatial_size, self.kp_variance
+        )
         zeros = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
         return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
 
@@ -66,8 +80,9 @@ class DenseMotionNetwork(nn.Module):
         warped = F.grid_sample(repeated, sparse_motion.reshape(b * n, h, w, 2), align_corners=self.align_corners)
         return warped.view(b, n, c, h, w)
 
-    def forward(self, source_image: torch.Tensor, kp_driving: dict, kp_source: dict,
-                source_small: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, source_image: torch.Tensor, kp_driving: dict, kp_source: dict, source_small: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         small = self.downsample(source_image) if source_small is None else source_small
         b, _, h, w = small.shape
         heatmap = self.heatmap_representations((h, w), kp_driving, kp_source)

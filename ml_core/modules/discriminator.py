@@ -12,8 +12,15 @@ from ml_core.modules.blocks import kp2gaussian
 class DiscDownBlock2d(nn.Module):
     """Conv (4x4, optionally spectral-normalised), instance norm, LeakyReLU(0.2), optional 2x2 average pooling."""
 
-    def __init__(self, in_features: int, out_features: int, norm: bool = False, kernel_size: int = 4,
-                 pool: bool = False, sn: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        norm: bool = False,
+        kernel_size: int = 4,
+        pool: bool = False,
+        sn: bool = False,
+    ):
         super().__init__()
         conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size)
         self.conv = nn.utils.spectral_norm(conv) if sn else conv
@@ -29,15 +36,27 @@ class DiscDownBlock2d(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, num_channels: int = 3, block_expansion: int = 64, num_blocks: int = 4,
-                 max_features: int = 512, sn: bool = False, use_kp: bool = False, num_kp: int = 10,
-                 kp_variance: float = 0.01, **_: object):
+    def __init__(
+        self,
+        num_channels: int = 3,
+        block_expansion: int = 64,
+        num_blocks: int = 4,
+        max_features: int = 512,
+        sn: bool = False,
+        use_kp: bool = False,
+        num_kp: int = 10,
+        kp_variance: float = 0.01,
+        **_: object,
+    ):
         super().__init__()
         self.down_blocks = nn.ModuleList(
             DiscDownBlock2d(
                 num_channels + num_kp * use_kp if i == 0 else min(max_features, block_expansion * (2**i)),
                 min(max_features, block_expansion * (2 ** (i + 1))),
-                norm=(i != 0), kernel_size=4, pool=(i != num_blocks - 1), sn=sn,
+                norm=(i != 0),
+                kernel_size=4,
+                pool=(i != num_blocks - 1),
+                sn=sn,
             )
             for i in range(num_blocks)
         )

@@ -15,15 +15,28 @@ from ml_core.modules.dense_motion import DenseMotionNetwork
 
 
 class OcclusionAwareGenerator(nn.Module):
-    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
-                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
-                 align_corners: bool = True):
+    def __init__(
+        self,
+        num_channels: int,
+        num_kp: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+        estimate_occlusion_map: bool = False,
+        dense_motion_params: dict | None = None,
+        estimate_jacobian: bool = False,
+        align_corners: bool = True,
+    ):
         super().__init__()
         if dense_motion_params is not None:
-            self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
-                                                           estimate_occlusion_map=estimate_occlusion_map,
-                                                           align_corners=align_corners, **dense_motion_params)
+            self.dense_motion_network = DenseMotionNetwork(
+                num_kp=num_kp,
+                num_channels=num_channels,
+                estimate_occlusion_map=estimate_occlusion_map,
+                align_corners=align_corners,
+                **dense_motion_params,
+            )
         else:
             self.dense_motion_network = None
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
@@ -66,9 +79,15 @@ class OcclusionAwareGenerator(nn.Module):
             out = block(out)
         return torch.sigmoid(self.final(out))
 
-    def forward(self, source_image: torch.Tensor, kp_driving: dict, kp_source: dict,
-                source_features: torch.Tensor | None = None, source_small: torch.Tensor | None = None,
-                with_deformed: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        source_image: torch.Tensor,
+        kp_driving: dict,
+        kp_source: dict,
+        source_features: torch.Tensor | None = None,
+        source_small: torch.Tensor | None = None,
+        with_deformed: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """Animate ``source_image`` from ``kp_source`` to ``kp_driving``.
 
         ``source_features`` (``encode(source)``) and ``source_small`` (``dense_motion_network.downsample(source)``)
@@ -78,8 +97,9 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.encode(source_image) if source_features is None else source_features
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network(source_image=source_image, kp_driving=kp_driving,
-                                               kp_source=kp_source, source_small=source_small)
+            motion = self.dense_motion_network(
+                source_image=source_image, kp_driving=kp_driving, kp_source=kp_source, source_small=source_small
+            )
             result["mask"] = motion["mask"]
             result["sparse_deformed"] = motion["sparse_deformed"]
             deformation = motion["deformation"]

@@ -15,18 +15,30 @@ from ml_core.modules.blocks import AntiAliasInterpolation2d, Hourglass, make_coo
 
 
 class KPDetector(nn.Module):
-    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int, num_blocks: int,
-                 temperature: float, estimate_jacobian: bool = False, scale_factor: float = 1,
-                 single_jacobian_map: bool = False, pad: int = 0):
+    def __init__(
+        self,
+        block_expansion: int,
+        num_kp: int,
+        num_channels: int,
+        max_features: int,
+        num_blocks: int,
+        temperature: float,
+        estimate_jacobian: bool = False,
+        scale_factor: float = 1,
+        single_jacobian_map: bool = False,
+        pad: int = 0,
+    ):
         super().__init__()
-        self.predictor = Hourglass(block_expansion, in_features=num_channels, max_features=max_features,
-                                   num_blocks=num_blocks)
+        self.predictor = Hourglass(
+            block_expansion, in_features=num_channels, max_features=max_features, num_blocks=num_blocks
+        )
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
         self.num_kp = num_kp
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
-            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=(7, 7),
-                                      padding=pad)
+            self.jacobian = nn.Conv2d(
+                self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=(7, 7), padding=pad
+            )
             # Start from identity Jacobians (zero weights, bias [1, 0, 0, 1]).
             with torch.no_grad():
                 self.jacobian.weight.zero_()

@@ -31,8 +31,14 @@ def _rgb_to_gray(img: np.ndarray) -> np.ndarray:
     return (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
 
 
-def colour_jitter(imgs: np.ndarray, rng: np.random.Generator, brightness: float = 0.0, contrast: float = 0.0,
-                  saturation: float = 0.0, hue: float = 0.0) -> np.ndarray:
+def colour_jitter(
+    imgs: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+) -> np.ndarray:
     """torchvision-style ColorJitter factors drawn once and applied to every image of ``imgs`` [..., H, W, 3]."""
     out = imgs.astype(np.float32, copy=True)
     ops = []
@@ -41,8 +47,12 @@ def colour_jitter(imgs: np.ndarray, rng: np.random.Generator, brightness: float 
         ops.append(lambda x, f=f: x * f)
     if contrast:
         f = rng.uniform(max(0.0, 1 - contrast), 1 + contrast)
-        ops.append(lambda x, f=f: (x - _rgb_to_gray(x).mean(axis=(-3, -2), keepdims=True)) * f
-                   + _rgb_to_gray(x).mean(axis=(-3, -2), keepdims=True))
+        ops.append(
+            lambda x, f=f: (
+                (x - _rgb_to_gray(x).mean(axis=(-3, -2), keepdims=True)) * f
+                + _rgb_to_gray(x).mean(axis=(-3, -2), keepdims=True)
+            )
+        )
     if saturation:
         f = rng.uniform(max(0.0, 1 - saturation), 1 + saturation)
         ops.append(lambda x, f=f: (x - _rgb_to_gray(x)) * f + _rgb_to_gray(x))
@@ -61,12 +71,14 @@ def colour_jitter(imgs: np.ndarray, rng: np.random.Generator, brightness: float 
 def _affine_about_centre(size: int, scale: float, shift: np.ndarray) -> np.ndarray:
     """The 2x3 pixel matrix of ``p -> scale * p + shift`` in normalised coordinates (pixel centres at -1 and +1)."""
     c = (size - 1) / 2.0
-    return np.array([[scale, 0.0, c - scale * c + shift[0] * c], [0.0, scale, c - scale * c + shift[1] * c]],
-                    np.float64)
+    return np.array(
+        [[scale, 0.0, c - scale * c + shift[0] * c], [0.0, scale, c - scale * c + shift[1] * c]], np.float64
+    )
 
 
-def capture_realism(frames: np.ndarray, landmarks: np.ndarray | None, params: dict,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def capture_realism(
+    frames: np.ndarray, landmarks: np.ndarray | None, params: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Real-capture look for a pair ``[2, H, W, 3]`` (float in [0, 1]) and its landmarks ``[2, L, 2]``.
 
     ``params`` (all optional; a missing or zero entry skips that step), applied in this order:
@@ -100,8 +112,9 @@ def capture_realism(frames: np.ndarray, landmarks: np.ndarray | None, params: di
         scale = rng.uniform(lo, hi)
         shift = rng.uniform(-1, 1, 2) * float(box.get("shift", 0.0))
         m = _affine_about_centre(w, scale, shift)
-        out = np.stack([cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                        for f in out])
+        out = np.stack(
+            [cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for f in out]
+        )
         if landmarks is not None:
             landmarks = (landmarks * scale + shift).astype(landmarks.dtype)
     gain = np.ones(3, np.float32)
@@ -119,8 +132,14 @@ def capture_realism(frames: np.ndarray, landmarks: np.ndarray | None, params: di
     if low and chance(low):
         f = rng.uniform(float(low.get("min", 0.5)), 1.0)
         sw, sh = max(4, round(w * f)), max(4, round(h * f))
-        out = np.stack([cv2.resize(cv2.resize(fr, (sw, sh), interpolation=cv2.INTER_AREA), (w, h),
-                                   interpolation=cv2.INTER_LINEAR) for fr in out])
+        out = np.stack(
+            [
+                cv2.resize(
+                    cv2.resize(fr, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR
+                )
+                for fr in out
+            ]
+        )
     if params.get("noise"):
         sigma = rng.uniform(0.0, float(params["noise"]))
         out = np.clip(out + rng.normal(0.0, sigma, out.shape).astype(np.float32), 0.0, 1.0)
@@ -137,8 +156,13 @@ def capture_realism(frames: np.ndarray, landmarks: np.ndarray | None, params: di
     return np.ascontiguousarray(out, dtype=np.float32), landmarks
 
 
-def augment_pair(frames: np.ndarray, landmarks: np.ndarray | None, params: dict, rng: np.random.Generator,
-                 flip_perm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def augment_pair(
+    frames: np.ndarray,
+    landmarks: np.ndarray | None,
+    params: dict,
+    rng: np.random.Generator,
+    flip_perm: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply the config's ``augmentation_params`` to a pair ``[2, H, W, 3]`` (+ landmarks ``[2, L, 2]``)."""
     params = params or {}
     flip = params.get("flip_param") or {}
@@ -155,8 +179,14 @@ def augment_pair(frames: np.ndarray, landmarks: np.ndarray | None, params: dict,
             landmarks = landmarks[::-1]
     jitter = params.get("jitter_param") or {}
     if any(jitter.get(k) for k in ("brightness", "contrast", "saturation", "hue")):
-        frames = colour_jitter(frames, rng, float(jitter.get("brightness", 0)), float(jitter.get("contrast", 0)),
-                               float(jitter.get("saturation", 0)), float(jitter.get("hue", 0)))
+        frames = colour_jitter(
+            frames,
+            rng,
+            float(jitter.get("brightness", 0)),
+            float(jitter.get("contrast", 0)),
+            float(jitter.get("saturation", 0)),
+            float(jitter.get("hue", 0)),
+        )
     capture = params.get("capture_param") or {}
     if capture:
         frames, landmarks = capture_realism(frames, landmarks, capture, rng)

@@ -103,8 +103,10 @@ def _load_landmarks(path: Path, names: list[str], n_frames: int) -> np.ndarray |
         raise FommError(f"ground truth {side} is not readable ({type(exc).__name__}): regenerate it") from None
     missing = [n for n in names if n not in have]
     if missing:
-        raise FommError(f"ground truth {side} has no landmark '{missing[0]}' named in the config's "
-                        "train_params.landmark_supervision.keypoints")
+        raise FommError(
+            f"ground truth {side} has no landmark '{missing[0]}' named in the config's "
+            "train_params.landmark_supervision.keypoints"
+        )
     if lms.ndim != 3 or lms.shape[0] < n_frames:
         return None
     return np.ascontiguousarray(lms[:n_frames, [have.index(n) for n in names]])
@@ -130,9 +132,14 @@ def _cached_decode(path: Path, size: int, cache_dir: Path | None) -> np.ndarray:
     return frames
 
 
-def load_clips(root: str | os.PathLike, split: str, size: int, landmark_names: list[str] | None = None,
-               cache_dir: str | os.PathLike | None = None,
-               progress: Callable[[int, int | None], None] | None = None) -> list[Clip]:
+def load_clips(
+    root: str | os.PathLike,
+    split: str,
+    size: int,
+    landmark_names: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> list[Clip]:
     """Decode every clip of ``root/split`` (``root`` itself when it has no ``split`` folder)."""
     root = Path(root)
     if not root.is_dir():
@@ -154,8 +161,15 @@ def load_clips(root: str | os.PathLike, split: str, size: int, landmark_names: l
 class PairDataset(torch.utils.data.Dataset):
     """(source, driving) pairs from :func:`load_clips` clips, with augmentation and optional landmarks."""
 
-    def __init__(self, clips: list[Clip], id_sampling: bool = True, num_repeats: int = 1,
-                 augmentation_params: dict | None = None, landmark_names: list[str] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        clips: list[Clip],
+        id_sampling: bool = True,
+        num_repeats: int = 1,
+        augmentation_params: dict | None = None,
+        landmark_names: list[str] | None = None,
+        seed: int = 0,
+    ):
         if not clips:
             raise FommError("no training clips")
         self.clips = clips
@@ -187,5 +201,10 @@ class PairDataset(torch.utils.data.Dataset):
         if lms is None:
             lms = np.zeros((2, n_lm, 2), np.float32)
         t = torch.from_numpy(frames).permute(0, 3, 1, 2)
-        return {"source": t[0], "driving": t[1], "landmarks_source": torch.from_numpy(lms[0].copy()),
-                "landmarks_driving": torch.from_numpy(lms[1].copy()), "landmarks_valid": torch.tensor(valid)}
+        return {
+            "source": t[0],
+            "driving": t[1],
+            "landmarks_source": torch.from_numpy(lms[0].copy()),
+            "landmarks_driving": torch.from_numpy(lms[1].copy()),
+            "landmarks_valid": torch.tensor(valid),
+        }

@@ -33,8 +33,9 @@ class ImagePyramid(nn.Module):
     def __init__(self, scales: list[float] | tuple[float, ...], num_channels: int = 3):
         super().__init__()
         self.scales = list(scales)  # keys use str(scale) as written in the config, like the discriminator's
-        self.downs = nn.ModuleDict({str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, float(s))
-                                    for s in self.scales})
+        self.downs = nn.ModuleDict(
+            {str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, float(s)) for s in self.scales}
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"prediction_" + k.replace("-", "."): down(x) for k, down in self.downs.items()}
@@ -99,8 +100,10 @@ def load_vgg19(path: str | os.PathLike) -> Vgg19:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any reader failure is the user's file
-        raise FommError(f"VGG19 weights {path} could not be read (damaged, or not a plain tensor file): give "
-                        "torchvision's vgg19 state dict (.pth) or a safetensors copy") from None
+        raise FommError(
+            f"VGG19 weights {path} could not be read (damaged, or not a plain tensor file): give "
+            "torchvision's vgg19 state dict (.pth) or a safetensors copy"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -113,8 +116,9 @@ def load_vgg19(path: str | os.PathLike) -> Vgg19:
     try:
         vgg.load_state_dict({**feats, "mean": vgg.mean, "std": vgg.std}, strict=True)
     except RuntimeError as exc:
-        raise FommError(f"VGG19 weights {path} do not match torchvision's vgg19 features: "
-                        f"{str(exc).splitlines()[0]}") from None
+        raise FommError(
+            f"VGG19 weights {path} do not match torchvision's vgg19 features: {str(exc).splitlines()[0]}"
+        ) from None
     return vgg.eval()
 
 
@@ -135,8 +139,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7, c1: float = 0.01**2,
     return (num / den).mean()
 
 
-def reconstruction_loss(pyramid_real: dict[str, torch.Tensor], pyramid_fake: dict[str, torch.Tensor],
-                        weights: dict, vgg: Vgg19 | None) -> torch.Tensor:
+def reconstruction_loss(
+    pyramid_real: dict[str, torch.Tensor], pyramid_fake: dict[str, torch.Tensor], weights: dict, vgg: Vgg19 | None
+) -> torch.Tensor:
     """Multi-scale perceptual loss (VGG19 when given) or the L1 + SSIM fallback, summed over scales."""
     total = pyramid_real[next(iter(pyramid_real))].new_zeros(())
     perceptual = weights.get("perceptual") or [10.0]
@@ -157,8 +162,9 @@ def reconstruction_loss(pyramid_real: dict[str, torch.Tensor], pyramid_fake: dic
     return total
 
 
-def equivariance_losses(kp_driving: dict, kp_transformed: dict, transform: object,
-                        with_jacobian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def equivariance_losses(
+    kp_driving: dict, kp_transformed: dict, transform: object, with_jacobian: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Paper eq. (equivariance): ``|p_X - T(p_Y)|`` and ``|I - J_X^-1 (dT(p_Y) J_Y)|`` (L1, means)."""
     warped = transform.warp_coordinates(kp_transformed["value"])
     value_loss = (kp_driving["value"] - warped).abs().mean()

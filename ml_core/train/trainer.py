@@ -87,17 +87,22 @@ def check_train_config(cfg: dict, source: str = "config") -> dict:
     """The ``train_params`` section, validated (one-line FommError naming what is missing)."""
     tp = cfg.get("train_params")
     if not isinstance(tp, dict):
-        raise FommError(f"{source} has no 'train_params' section: training needs the authors' train_params "
-                        "(batch_size, scales, loss_weights, transform_params, lr_*) -- start from "
-                        "ml_core/configs/default-64.yaml")
+        raise FommError(
+            f"{source} has no 'train_params' section: training needs the authors' train_params "
+            "(batch_size, scales, loss_weights, transform_params, lr_*) -- start from "
+            "ml_core/configs/default-64.yaml"
+        )
     for key in ("scales", "loss_weights"):
         if key not in tp:
             raise FommError(f"{source} lacks train_params.{key}")
     lw = tp["loss_weights"]
     if (lw.get("equivariance_value") or lw.get("equivariance_jacobian")) and not isinstance(
-            tp.get("transform_params"), dict):
-        raise FommError(f"{source} lacks train_params.transform_params (sigma_affine, sigma_tps, points_tps), "
-                        "which the equivariance losses need")
+        tp.get("transform_params"), dict
+    ):
+        raise FommError(
+            f"{source} lacks train_params.transform_params (sigma_affine, sigma_tps, points_tps), "
+            "which the equivariance losses need"
+        )
     return tp
 
 
@@ -109,8 +114,15 @@ def landmark_names_of(tp: dict) -> list[str]:
 class GeneratorFullModel(nn.Module):
     """Keypoint detector + generator + every generator-side loss in one forward (one DDP unit)."""
 
-    def __init__(self, kp_detector: nn.Module, generator: nn.Module, train_params: dict, vgg: Vgg19 | None = None,
-                 discriminator: nn.Module | None = None, num_channels: int = 3):
+    def __init__(
+        self,
+        kp_detector: nn.Module,
+        generator: nn.Module,
+        train_params: dict,
+        vgg: Vgg19 | None = None,
+        discriminator: nn.Module | None = None,
+        num_channels: int = 3,
+    ):
         super().__init__()
         self.kp_detector = kp_detector
         self.generator = generator
@@ -124,9 +136,14 @@ class GeneratorFullModel(nn.Module):
         sup = train_params.get("landmark_supervision") or {}
         self.landmark_weight = float(sup.get("weight", 0.0)) if sup.get("keypoints") else 0.0
 
-    def forward(self, source: torch.Tensor, driving: torch.Tensor, landmarks_source: torch.Tensor | None = None,
-                landmarks_driving: torch.Tensor | None = None, landmarks_valid: torch.Tensor | None = None
-                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        source: torch.Tensor,
+        driving: torch.Tensor,
+        landmarks_source: torch.Tensor | None = None,
+        landmarks_driving: torch.Tensor | None = None,
+        landmarks_valid: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         lw = self.loss_weights
         b = source.shape[0]
         w_eq_v = float(lw.get("equivariance_value", 0) or 0)
@@ -134,12 +151,16 @@ class GeneratorFullModel(nn.Module):
         transform = None
         frames = [source, driving]
         if w_eq_v or w_eq_j:
-            transform = RandomTPS(b, float(self.transform_params.get("sigma_affine", 0.05)),
-                                  float(self.transform_params.get("sigma_tps", 0.005)),
-                                  int(self.transform_params.get("points_tps", 5)), device=source.device)
+            transform = RandomTPS(
+                b,
+                float(self.transform_params.get("sigma_affine", 0.05)),
+                float(self.transform_params.get("sigma_tps", 0.005)),
+                int(self.transform_params.get("points_tps", 5)),
+                device=source.device,
+            )
             frames.append(transform.transform_frame(driving))
         kp_all = self.kp_detector(torch.cat(frames, dim=0))
-        parts = [{k: v[i * b:(i + 1) * b] for k, v in kp_all.items()} for i in range(len(frames))]
+        parts = [{k: v[i * b : (i + 1) * b] for k, v in kp_all.items()} for i in range(len(frames))]
         kp_source, kp_driving = parts[0], parts[1]
         generated = self.generator(source, kp_source=kp_source, kp_driving=kp_driving, with_deformed=False)
         generated["kp_source"], generated["kp_driving"] = kp_source, kp_driving
@@ -148,7 +169,8 @@ class GeneratorFullModel(nn.Module):
         pyramid_fake = self.pyramid(generated["prediction"])
         vgg = self._aux["vgg"]
         losses["perceptual" if vgg is not None else "reconstruction"] = reconstruction_loss(
-            pyramid_real, pyramid_fake, lw, vgg)
+            pyramid_real, pyramid_fake, lw, vgg
+        )
         disc = self._aux["discriminator"]
         if disc is not None and float(lw.get("generator_gan", 0) or 0) > 0:
             kp_detached = {k: v.detach() for k, v in kp_driving.items()}
@@ -167,9 +189,14 @@ class GeneratorFullModel(nn.Module):
                 losses["equivariance_jacobian"] = w_eq_j * jac_loss
         if self.landmark_weight > 0 and landmarks_source is not None and landmarks_source.shape[1] > 0:
             valid = landmarks_valid if landmarks_valid is not None else torch.ones(b, dtype=torch.bool)
-            losses["landmarks"] = self.landmark_weight * 0.5 * (
-                landmark_loss(kp_source["value"], landmarks_source, valid)
-                + landmark_loss(kp_driving["value"], landmarks_driving, valid))
+            losses["landmarks"] = (
+                self.landmark_weight
+                * 0.5
+                * (
+                    landmark_loss(kp_source["value"], landmarks_source, valid)
+                    + landmark_loss(kp_driving["value"], landmarks_driving, valid)
+                )
+            )
         return losses, generated
 
 
@@ -217,10 +244,20 @@ def export_model(modules: dict[str, nn.Module | None], cfg: dict, path: Path, it
     return save_safetensors(_model_states(modules), cfg, path, {"iteration": str(iteration)})
 
 
-def save_checkpoint(path: Path, cfg: dict, iteration: int, modules: dict[str, nn.Module | None],
-                    optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, object]) -> Path:
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "iteration": int(iteration),
-             "config_json": json.dumps(cfg, sort_keys=True)}
+def save_checkpoint(
+    path: Path,
+    cfg: dict,
+    iteration: int,
+    modules: dict[str, nn.Module | None],
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, object],
+) -> Path:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "iteration": int(iteration),
+        "config_json": json.dumps(cfg, sort_keys=True),
+    }
     state.update(_model_states(modules))
     for k, opt in optimizers.items():
         state[f"optimizer_{k}"] = opt.state_dict()
@@ -242,9 +279,12 @@ def _milestones(tp: dict, total: int) -> list[int]:
     return sorted({max(1, int(round(float(m) / float(epochs) * total))) for m in ms if float(m) < float(epochs)})
 
 
-def train(opts: TrainOptions, progress: Callable[[int, int | None], None] | None = None,
-          cancel: Callable[[], bool] | None = None,
-          log: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    opts: TrainOptions,
+    progress: Callable[[int, int | None], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    log: Callable[[dict], None] | None = None,
+) -> TrainResult:
     """Train (or resume) per ``opts``; returns where the checkpoint and model were written.
 
     ``progress(done, total)`` is called every iteration on the main process; ``cancel()`` returning True stops the
@@ -264,20 +304,31 @@ def train(opts: TrainOptions, progress: Callable[[int, int | None], None] | None
         D.teardown(info)
 
 
-def _train(opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo,
-           progress: Callable[[int, int | None], None] | None, cancel: Callable[[], bool] | None,
-           log: Callable[[dict], None] | None, build_model: Callable, read_checkpoint: Callable) -> TrainResult:
+def _train(
+    opts: TrainOptions,
+    cfg: dict,
+    tp: dict,
+    device: torch.device,
+    info: D.DistInfo,
+    progress: Callable[[int, int | None], None] | None,
+    cancel: Callable[[], bool] | None,
+    log: Callable[[dict], None] | None,
+    build_model: Callable,
+    read_checkpoint: Callable,
+) -> TrainResult:
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     resume_state, init_states = _read_resume(opts, cfg, read_checkpoint)
     data = _make_data(opts, cfg, tp, info)
-    modules, use_gan = _build_modules(opts, cfg, tp, device, info, build_model,
-                                      resume_state if resume_state is not None else init_states)
+    modules, use_gan = _build_modules(
+        opts, cfg, tp, device, info, build_model, resume_state if resume_state is not None else init_states
+    )
     start = int(resume_state["iteration"]) if resume_state is not None else 0
     vgg = load_vgg19(opts.vgg19).to(device) if opts.vgg19 else None
     num_channels = int(cfg["model_params"]["common_params"].get("num_channels", 3))
-    full = GeneratorFullModel(modules["kp_detector"], modules["generator"], tp, vgg, modules["discriminator"],
-                              num_channels).to(device)
+    full = GeneratorFullModel(
+        modules["kp_detector"], modules["generator"], tp, vgg, modules["discriminator"], num_channels
+    ).to(device)
     disc_full = DiscriminatorFullModel(modules["discriminator"], tp, num_channels).to(device) if use_gan else None
     optimizers, schedulers = _make_optimizers(modules, tp, use_gan, _milestones(tp, data.total), resume_state)
     full_run, disc_run = _wrap_distributed(full, disc_full, device, info)
@@ -294,8 +345,10 @@ def _read_resume(opts: TrainOptions, cfg: dict, read_checkpoint: Callable) -> tu
         return None, read_checkpoint(opts.resume).states
     saved_cfg = json.loads(resume_state["config_json"])
     if saved_cfg.get("model_params") != cfg.get("model_params"):
-        raise FommError(f"checkpoint {opts.resume} was trained with different model_params than the given "
-                        "config: resume with the config it was trained with")
+        raise FommError(
+            f"checkpoint {opts.resume} was trained with different model_params than the given "
+            "config: resume with the config it was trained with"
+        )
     return resume_state, None
 
 
@@ -316,35 +369,54 @@ def _make_data(opts: TrainOptions, cfg: dict, tp: dict, info: D.DistInfo) -> _Da
     lm_names = landmark_names_of(tp)
     num_kp = int(cfg["model_params"]["common_params"]["num_kp"])
     if len(lm_names) > num_kp:
-        raise FommError(f"train_params.landmark_supervision names {len(lm_names)} landmarks but the model has only "
-                        f"{num_kp} keypoints")
+        raise FommError(
+            f"train_params.landmark_supervision names {len(lm_names)} landmarks but the model has only "
+            f"{num_kp} keypoints"
+        )
     clips = load_clips(opts.data, "train", image_size, lm_names, opts.cache_dir)
     world = info.world_size
     batch = int(opts.batch_size or max(1, math.ceil(int(tp.get("batch_size", 8)) / world)))
-    dataset = PairDataset(clips, bool(ds_params.get("id_sampling", False)), int(tp.get("num_repeats", 1)),
-                          ds_params.get("augmentation_params"), lm_names, seed=opts.seed)
+    dataset = PairDataset(
+        clips,
+        bool(ds_params.get("id_sampling", False)),
+        int(tp.get("num_repeats", 1)),
+        ds_params.get("augmentation_params"),
+        lm_names,
+        seed=opts.seed,
+    )
     # enough repeats that every process gets at least one full batch per epoch
     need = batch * world
     if len(dataset) < need:
         dataset.num_repeats = math.ceil(need / len(dataset.keys))
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=info.rank, shuffle=True,
-                                                  seed=opts.seed, drop_last=True)
+    sampler = torch.utils.data.DistributedSampler(
+        dataset, num_replicas=world, rank=info.rank, shuffle=True, seed=opts.seed, drop_last=True
+    )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, num_workers=0)
     steps_per_epoch = max(1, len(loader))
     total = int(opts.iterations or tp.get("num_iterations") or int(tp.get("num_epochs", 1)) * steps_per_epoch)
     return _Data(dataset, sampler, loader, steps_per_epoch, total)
 
 
-def _build_modules(opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo,
-                   build_model: Callable, src_states: dict | None) -> tuple[dict[str, nn.Module | None], bool]:
+def _build_modules(
+    opts: TrainOptions,
+    cfg: dict,
+    tp: dict,
+    device: torch.device,
+    info: D.DistInfo,
+    build_model: Callable,
+    src_states: dict | None,
+) -> tuple[dict[str, nn.Module | None], bool]:
     """The networks (the same initial weights on every process, or ``src_states``') in train mode; and whether the
     adversarial terms are on (then the discriminator is built too)."""
     torch.manual_seed(opts.seed)  # the same initial weights on every process
     lw = tp["loss_weights"]
     use_gan = bool(cfg["model_params"].get("discriminator_params")) and float(lw.get("generator_gan", 0) or 0) > 0
     bundle = build_model(cfg, device, align_corners=True, with_discriminator=use_gan)
-    modules: dict[str, nn.Module | None] = {"kp_detector": bundle.kp_detector, "generator": bundle.generator,
-                                            "discriminator": bundle.discriminator if use_gan else None}
+    modules: dict[str, nn.Module | None] = {
+        "kp_detector": bundle.kp_detector,
+        "generator": bundle.generator,
+        "discriminator": bundle.discriminator if use_gan else None,
+    }
     if src_states is not None:
         _load_states(modules, src_states, opts.resume)
     for m in modules.values():
@@ -369,23 +441,28 @@ def _load_states(modules: dict[str, nn.Module | None], src_states: dict, source:
         try:
             m.load_state_dict(src_states[name], strict=True)
         except RuntimeError as exc:
-            raise FommError(f"checkpoint {source} does not fit the config's {name}: "
-                            f"{str(exc).splitlines()[0]}") from None
+            raise FommError(
+                f"checkpoint {source} does not fit the config's {name}: {str(exc).splitlines()[0]}"
+            ) from None
 
 
-def _make_optimizers(modules: dict[str, nn.Module | None], tp: dict, use_gan: bool, milestones: list[int],
-                     resume_state: dict | None) -> tuple[dict[str, torch.optim.Optimizer], dict[str, object]]:
+def _make_optimizers(
+    modules: dict[str, nn.Module | None], tp: dict, use_gan: bool, milestones: list[int], resume_state: dict | None
+) -> tuple[dict[str, torch.optim.Optimizer], dict[str, object]]:
     """Adam per network (betas 0.5, 0.999) and its step schedule; their saved states when resuming."""
     betas = (0.5, 0.999)
     optimizers = {
-        "kp_detector": torch.optim.Adam(modules["kp_detector"].parameters(), lr=float(tp.get("lr_kp_detector", 2e-4)),
-                                        betas=betas),
-        "generator": torch.optim.Adam(modules["generator"].parameters(), lr=float(tp.get("lr_generator", 2e-4)),
-                                      betas=betas),
+        "kp_detector": torch.optim.Adam(
+            modules["kp_detector"].parameters(), lr=float(tp.get("lr_kp_detector", 2e-4)), betas=betas
+        ),
+        "generator": torch.optim.Adam(
+            modules["generator"].parameters(), lr=float(tp.get("lr_generator", 2e-4)), betas=betas
+        ),
     }
     if use_gan:
-        optimizers["discriminator"] = torch.optim.Adam(modules["discriminator"].parameters(),
-                                                       lr=float(tp.get("lr_discriminator", 2e-4)), betas=betas)
+        optimizers["discriminator"] = torch.optim.Adam(
+            modules["discriminator"].parameters(), lr=float(tp.get("lr_discriminator", 2e-4)), betas=betas
+        )
     schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for k, o in optimizers.items()}
     if resume_state is not None:
         for k, o in optimizers.items():
@@ -398,8 +475,9 @@ def _make_optimizers(modules: dict[str, nn.Module | None], tp: dict, use_gan: bo
     return optimizers, schedulers
 
 
-def _wrap_distributed(full: nn.Module, disc_full: nn.Module | None, device: torch.device,
-                      info: D.DistInfo) -> tuple[nn.Module, nn.Module | None]:
+def _wrap_distributed(
+    full: nn.Module, disc_full: nn.Module | None, device: torch.device, info: D.DistInfo
+) -> tuple[nn.Module, nn.Module | None]:
     if not info.enabled:
         return full, disc_full
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -413,9 +491,20 @@ def _wrap_distributed(full: nn.Module, disc_full: nn.Module | None, device: torc
 class _Run:
     """One training run's loop: steps, loss logging, checkpoints, cancellation."""
 
-    def __init__(self, opts: TrainOptions, cfg: dict, tp: dict, device: torch.device, info: D.DistInfo, data: _Data,
-                 modules: dict[str, nn.Module | None], optimizers: dict[str, torch.optim.Optimizer],
-                 schedulers: dict[str, object], full_run: nn.Module, disc_run: nn.Module | None) -> None:
+    def __init__(
+        self,
+        opts: TrainOptions,
+        cfg: dict,
+        tp: dict,
+        device: torch.device,
+        info: D.DistInfo,
+        data: _Data,
+        modules: dict[str, nn.Module | None],
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedulers: dict[str, object],
+        full_run: nn.Module,
+        disc_run: nn.Module | None,
+    ) -> None:
         self.opts, self.cfg, self.device, self.info, self.data = opts, cfg, device, info, data
         self.modules, self.optimizers, self.schedulers = modules, optimizers, schedulers
         self.full_run, self.disc_run = full_run, disc_run
@@ -441,12 +530,15 @@ class _Run:
         if opts.channels_last:
             for k in ("source", "driving"):
                 bd[k] = bd[k].contiguous(memory_format=torch.channels_last)
-        losses, generated = self.full_run(bd["source"], bd["driving"], bd["landmarks_source"],
-                                          bd["landmarks_driving"], bd["landmarks_valid"])
+        losses, generated = self.full_run(
+            bd["source"], bd["driving"], bd["landmarks_source"], bd["landmarks_driving"], bd["landmarks_valid"]
+        )
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise FommError(f"training diverged at iteration {it + 1} (loss {float(loss.detach())}): lower the "
-                            "learning rates or resume from the last checkpoint")
+            raise FommError(
+                f"training diverged at iteration {it + 1} (loss {float(loss.detach())}): lower the "
+                "learning rates or resume from the last checkpoint"
+            )
         for k in ("kp_detector", "generator"):
             optimizers[k].zero_grad(set_to_none=True)
         loss.backward()
@@ -463,19 +555,30 @@ class _Run:
             s.step()
         return values
 
-    def write_log(self, it: int, epoch: int, means: dict[str, float], t0: float,
-                  log: Callable[[dict], None] | None) -> None:
-        record = {"iteration": it, "epoch": epoch, "elapsed_s": round(time.time() - t0, 2),
-                  "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
-                  "total": sum(means.values()), **means}
+    def write_log(
+        self, it: int, epoch: int, means: dict[str, float], t0: float, log: Callable[[dict], None] | None
+    ) -> None:
+        record = {
+            "iteration": it,
+            "epoch": epoch,
+            "elapsed_s": round(time.time() - t0, 2),
+            "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
+            "total": sum(means.values()),
+            **means,
+        }
         if self.info.is_main:
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             if log is not None:
                 log(record)
 
-    def loop(self, start: int, progress: Callable[[int, int | None], None] | None,
-             cancel: Callable[[], bool] | None, log: Callable[[dict], None] | None) -> TrainResult:
+    def loop(
+        self,
+        start: int,
+        progress: Callable[[int, int | None], None] | None,
+        cancel: Callable[[], bool] | None,
+        log: Callable[[dict], None] | None,
+    ) -> TrainResult:
         opts, info, data = self.opts, self.info, self.data
         total = data.total
         it = start
@@ -542,8 +645,11 @@ def ship_model(src: str | os.PathLike, dst_dir: str | os.PathLike, half: bool = 
 
         with safe_open(str(src), framework="pt") as f:
             meta = {k: v for k, v in (f.metadata() or {}).items() if k == "iteration"}
-    states = {k: {n: (t.half() if half and t.is_floating_point() else t) for n, t in v.items()}
-              for k, v in ckpt.states.items() if k in ("kp_detector", "generator")}
+    states = {
+        k: {n: (t.half() if half and t.is_floating_point() else t) for n, t in v.items()}
+        for k, v in ckpt.states.items()
+        if k in ("kp_detector", "generator")
+    }
     dst = Path(dst_dir)
     meta["dtype"] = "float16" if half else "float32"
     path = save_safetensors(states, ckpt.config, dst / "model.safetensors", meta)

@@ -22,8 +22,15 @@ from ml_core.modules.blocks import make_coordinate_grid
 class RandomTPS:
     """A batch of random affine + TPS maps (all on ``device``, dtype float32)."""
 
-    def __init__(self, batch: int, sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5,
-                 device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        batch: int,
+        sigma_affine: float = 0.05,
+        sigma_tps: float = 0.005,
+        points_tps: int = 5,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ):
         dev = torch.device(device)
 
         def noise(*shape: int, std: float) -> torch.Tensor:

@@ -19,9 +19,7 @@ def worker_python() -> str:
     return os.environ.get("FOMM_WORKER_PYTHON") or sys.executable
 
 
-def make_head(
-    name: str = "Head", keys: tuple[str, ...] = ("jaw open", "smile.L", "blink")
-) -> bpy.types.Object:
+def make_head(name: str = "Head", keys: tuple[str, ...] = ("jaw open", "smile.L", "blink")) -> bpy.types.Object:
     """A small grid 'face' (2 x 2.4 units, facing -Y) with a basis and the given shape keys, each
     moving a different region of vertices."""
     xs, zs = np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1.2, 1.2, 11))

@@ -17,9 +17,7 @@ def fomm_root(tmp_path_factory) -> Path:
     """A session folder with the tiny fixture model's config at 64 px (and room for caches, clips)."""
     root = tmp_path_factory.mktemp("fomm")
     config = root / "tiny-64.yaml"
-    config.write_text(
-        (FIXTURES / "tiny.yaml").read_text() + "\ndataset_params:\n  frame_shape: [64, 64, 3]\n"
-    )
+    config.write_text((FIXTURES / "tiny.yaml").read_text() + "\ndataset_params:\n  frame_shape: [64, 64, 3]\n")
     return root
 
 

@@ -51,9 +51,7 @@ def test_control_armature_follows_keypoints_and_jacobians():
     report = bake_control_bones(arm, frames, disp, angle, stretch, plane.half_size)
     assert report.curves == 5 * k and report.keys_before == 5 * k * t
     assert arm.animation_data.action_slot.target_id_type == "OBJECT"
-    assert {fc.group.name for fc in action_fcurves(arm.animation_data.action)} == {
-        bone_name(i) for i in range(k)
-    }
+    assert {fc.group.name for fc in action_fcurves(arm.animation_data.action)} == {bone_name(i) for i in range(k)}
     h = plane.half_size
     for f in (1, 6, 12):
         scene.frame_set(f)

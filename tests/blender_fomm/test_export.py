@@ -251,8 +251,9 @@ def test_rebake_after_join_replaces_the_take():
     assert new is not None and take_name not in bpy.data.actions
     assert sum(1 for a in bpy.data.actions if a.get(OWNER_PROP)) == 1
     fc = next(f for f in action_fcurves(new) if f.data_path == shapekeys.shape_key_path(rig.names["jaw_open"]))
-    np.testing.assert_allclose([fc.evaluate(float(f)) for f in FRAMES], 1 - w[:, names.index(rig.names["jaw_open"])],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        [fc.evaluate(float(f)) for f in FRAMES], 1 - w[:, names.index(rig.names["jaw_open"])], atol=1e-6
+    )
     # the head bone's channels came along
     paths = {f.data_path for f in action_fcurves(new)}
     assert any(rig.bone_name in p and "rotation" in p for p in paths)

@@ -174,9 +174,7 @@ def test_bake_shape_keys_calibrated(motion_clip):
     calib.meta["checkpoint_hash"] = "an-older-model"
     calib.save(s.calibration_path)
     assert bpy.ops.fomm.bake_shape_keys() == {"FINISHED"}
-    assert (
-        Calibration.load(s.calibration_path).meta["checkpoint_hash"] == load_clip(motion_clip).checkpoint_hash
-    )
+    assert Calibration.load(s.calibration_path).meta["checkpoint_hash"] == load_clip(motion_clip).checkpoint_hash
 
 
 def test_bake_shape_keys_manual_and_fps(motion_clip):
@@ -297,8 +295,9 @@ def test_manual_mappings_missing_or_two_on_one_key(motion_clip):
     s = bpy.context.scene.fomm
     s.clip_path = str(motion_clip)
     s.method = "MANUAL"
-    _refused(bpy.ops.fomm.bake_shape_keys,
-             "no manual mappings: add one (keypoint, axis, shape key, gain) in the Bake panel")
+    _refused(
+        bpy.ops.fomm.bake_shape_keys, "no manual mappings: add one (keypoint, axis, shape key, gain) in the Bake panel"
+    )
     bpy.ops.fomm.mapping_add()
     bpy.ops.fomm.mapping_add()
     s.mappings[0].shape_key = s.mappings[1].shape_key = rig.names["jaw_open"]
@@ -355,9 +354,11 @@ def test_clip_from_another_checkpoint_is_refused(motion_clip, tmp_path):
     clip.save(other)
     _character()
     bpy.context.scene.fomm.clip_path = str(other)
-    _refused(bpy.ops.fomm.bake_shape_keys,
-             "the clip was extracted with another model than the one in the preferences: extract it again, or "
-             "point the preferences at that model")
+    _refused(
+        bpy.ops.fomm.bake_shape_keys,
+        "the clip was extracted with another model than the one in the preferences: extract it again, or "
+        "point the preferences at that model",
+    )
 
 
 def test_a_running_job_greys_out_the_other_operators(motion_clip, driving_video):
@@ -386,16 +387,25 @@ def test_worker_python_without_torch(monkeypatch):
     python = REPO / ".venv-bpy45" / "bin" / "python"
     if not python.is_file():
         pytest.skip("no .venv-bpy45 here: no Python without torch to point the worker at")
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u, platform; "
-                            "print(u.find_spec('torch') is None, platform.python_version())"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u, platform; print(u.find_spec('torch') is None, platform.python_version())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     no_torch, version = probe.stdout.split()
     if no_torch != "True":
         pytest.skip(f"{python} has torch")
     monkeypatch.setenv("FOMM_WORKER_PYTHON", str(python))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # ml_core from this checkout (the worker starts in the temp folder)
-    _refused(bpy.ops.fomm.check_worker,
-             f"the worker Python {python} has ml_core but no torch: install torch into it, or use the full build")
+    _refused(
+        bpy.ops.fomm.check_worker,
+        f"the worker Python {python} has ml_core but no torch: install torch into it, or use the full build",
+    )
 
 
 @pytest.mark.parametrize("how", ["a file in the way", "a folder in the way of a render", "read-only"])
@@ -407,8 +417,10 @@ def test_calibration_cache_not_writable(how, tmp_path, monkeypatch):
     renders = plan.folder / "renders"
     if how == "a file in the way":
         cache.write_text("not a folder")
-        expected = f"cannot create the cache folder {renders} (Not a directory): pick a writable cache folder in the " \
-                   "preferences"
+        expected = (
+            f"cannot create the cache folder {renders} (Not a directory): pick a writable cache folder in the "
+            "preferences"
+        )
     elif how == "a folder in the way of a render":
         (renders / "neutral.png").mkdir(parents=True)
         expected = f"could not save the render {renders / 'neutral.png'}: check the cache folder is writable"
@@ -417,8 +429,10 @@ def test_calibration_cache_not_writable(how, tmp_path, monkeypatch):
             pytest.skip("root writes into read-only folders")
         cache.mkdir()
         cache.chmod(0o500)
-        expected = f"cannot create the cache folder {renders} (Permission denied): pick a writable cache folder in " \
-                   "the preferences"
+        expected = (
+            f"cannot create the cache folder {renders} (Permission denied): pick a writable cache folder in "
+            "the preferences"
+        )
     try:
         _refused(bpy.ops.fomm.calibrate, expected)
     finally:

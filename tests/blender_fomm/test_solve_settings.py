@@ -26,8 +26,14 @@ def test_panel_defaults_are_the_solve_options_defaults():
 
 def test_solve_options_round_trip_through_the_panel():
     s = bpy.context.scene.fomm
-    opts = SolveOptions(regularization=0.25, jacobian_weight=1.5, adapt_scale=False, remove_head=False,
-                        auto_neutral=False, smooth_sigma=2.0)
+    opts = SolveOptions(
+        regularization=0.25,
+        jacobian_weight=1.5,
+        adapt_scale=False,
+        remove_head=False,
+        auto_neutral=False,
+        smooth_sigma=2.0,
+    )
     pipeline.set_solve_options(s, opts)
     assert pipeline.solve_options(s) == opts
 

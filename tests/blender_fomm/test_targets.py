@@ -56,8 +56,12 @@ def test_linked_armature_is_refused(tmp_path):
     from ml_core.retarget import HeadMotion
 
     rig = _link(_library(tmp_path), "LibRig")
-    head = HeadMotion(scale=np.ones(3), angle=np.zeros(3), rotation=np.broadcast_to(np.eye(2), (3, 2, 2)).copy(),
-                      translation=np.zeros((3, 2)))
+    head = HeadMotion(
+        scale=np.ones(3),
+        angle=np.zeros(3),
+        rotation=np.broadcast_to(np.eye(2), (3, 2, 2)).copy(),
+        translation=np.zeros((3, 2)),
+    )
     with pytest.raises(FommError, match=r"'LibRig' is linked from character\.blend"):
         bake_head_bone(rig, "Head", np.arange(1, 4), head)
 

@@ -69,10 +69,19 @@ def fixture_clip(bundle, driving: torch.Tensor) -> MotionClip:
     with torch.inference_mode():
         kp = bundle.kp_detector(driving)
     n = driving.shape[0]
-    return MotionClip(values=kp["value"].numpy(), jacobians=kp["jacobian"].numpy(), fps=25.0,
-                      frame_indices=np.arange(n), reference_frame=0, crop_box=(0, 0, 64), video_size=(64, 64),
-                      num_kp=bundle.num_kp, image_size=64, config_hash=bundle.config_hash,
-                      checkpoint_hash=bundle.checkpoint_hash)
+    return MotionClip(
+        values=kp["value"].numpy(),
+        jacobians=kp["jacobian"].numpy(),
+        fps=25.0,
+        frame_indices=np.arange(n),
+        reference_frame=0,
+        crop_box=(0, 0, 64),
+        video_size=(64, 64),
+        num_kp=bundle.num_kp,
+        image_size=64,
+        config_hash=bundle.config_hash,
+        checkpoint_hash=bundle.checkpoint_hash,
+    )
 
 
 @pytest.mark.parametrize("align_corners", [True, False])
@@ -105,18 +114,21 @@ def test_modes_match_the_plain_generator_path(tiny_bundle, media, mode, adapt):
     clip = load_clip(media / "clip.npz")
     src_img = frame_source(source_image(), 64)
     src = torch.from_numpy(src_img).permute(2, 0, 1)[None].float() / 255.0
-    frames = np.concatenate(list(iter_animation_batches(tiny_bundle, src_img, clip, mode=mode,
-                                                        adapt_movement_scale=adapt, batch_size=4)))
+    frames = np.concatenate(
+        list(iter_animation_batches(tiny_bundle, src_img, clip, mode=mode, adapt_movement_scale=adapt, batch_size=4))
+    )
     with torch.inference_mode():
         kp_s = tiny_bundle.kp_detector(src)
         kp_d = {"value": torch.from_numpy(clip.values), "jacobian": torch.from_numpy(clip.jacobians)}
         if mode == "relative":
             r = clip.reference_frame
-            kp_d = relative_motion(kp_s, kp_d, {k: v[r : r + 1] for k, v in kp_d.items()},
-                                   adapt_movement_scale=adapt)
+            kp_d = relative_motion(kp_s, kp_d, {k: v[r : r + 1] for k, v in kp_d.items()}, adapt_movement_scale=adapt)
         n = clip.num_frames
-        ref = tiny_bundle.generator(src.expand(n, -1, -1, -1), kp_driving=kp_d,
-                                    kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()})
+        ref = tiny_bundle.generator(
+            src.expand(n, -1, -1, -1),
+            kp_driving=kp_d,
+            kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()},
+        )
     np.testing.assert_allclose(frames, ref["prediction"].permute(0, 2, 3, 1).numpy(), rtol=0, atol=ATOL)
 
 
@@ -162,9 +174,15 @@ def test_source_is_framed_not_stretched():
 def test_png_sequence_mp4_and_review_read_back(tiny_bundle, media, tmp_path):
     clip = load_clip(media / "clip.npz")
     seen = []
-    info = animate(media / "source.png", media / "clip.npz", [tmp_path / "frames", tmp_path / "preview.mp4"],
-                   model=tiny_bundle, review=tmp_path / "review.mp4", batch_size=4,
-                   progress=lambda d, t: seen.append((d, t)))
+    info = animate(
+        media / "source.png",
+        media / "clip.npz",
+        [tmp_path / "frames", tmp_path / "preview.mp4"],
+        model=tiny_bundle,
+        review=tmp_path / "review.mp4",
+        batch_size=4,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert info["frames"] == 10 and info["fps"] == 25.0 and info["width"] == info["height"] == 64
     assert seen == [(0, 10), (4, 10), (8, 10), (10, 10)]
     assert listing(tmp_path) == ["frames", "preview.mp4", "review.mp4"]  # no temporaries left
@@ -192,8 +210,13 @@ def test_png_sequence_mp4_and_review_read_back(tiny_bundle, media, tmp_path):
 
 
 def test_driving_video_is_extracted_first_and_rate_follows_step(tiny_bundle, media, tmp_path):
-    info = animate(source_image(), media / "drive.mp4", tmp_path / "a.mp4", model=tiny_bundle,
-                   extract_options={"crop": "full", "step": 2})
+    info = animate(
+        source_image(),
+        media / "drive.mp4",
+        tmp_path / "a.mp4",
+        model=tiny_bundle,
+        extract_options={"crop": "full", "step": 2},
+    )
     assert info["frames"] == 5 and info["fps"] == pytest.approx(12.5)
     with VideoReader(tmp_path / "a.mp4") as r:
         r.read_all()
@@ -233,9 +256,19 @@ def bad_clip(media, tmp_path, kind: str):
     clip = load_clip(media / "clip.npz")
     if kind == "keypoints":
         k = 3
-        return MotionClip(values=clip.values[:, :k], jacobians=clip.jacobians[:, :k], fps=clip.fps,
-                          frame_indices=clip.frame_indices, reference_frame=0, crop_box=clip.crop_box,
-                          video_size=clip.video_size, num_kp=k, image_size=64, config_hash="x", checkpoint_hash="y")
+        return MotionClip(
+            values=clip.values[:, :k],
+            jacobians=clip.jacobians[:, :k],
+            fps=clip.fps,
+            frame_indices=clip.frame_indices,
+            reference_frame=0,
+            crop_box=clip.crop_box,
+            video_size=clip.video_size,
+            num_kp=k,
+            image_size=64,
+            config_hash="x",
+            checkpoint_hash="y",
+        )
     path = tmp_path / "inputs" / "bad.npz"
     path.parent.mkdir(exist_ok=True)
     if kind == "empty":
@@ -280,13 +313,16 @@ def test_bad_inputs_one_line_error_and_nothing_written(case, tiny_bundle, media,
     assert listing(tmp_path) == before and listing(tmp_path / "busy") == ["notes.txt"]
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    ({"mode": "sideways"}, "mode must be one of"),
-    ({"dtype": "fp8"}, "dtype must be one of"),
-    ({"batch_size": 0}, "batch size"),
-    ({"fps": -3}, "fps must be"),
-    ({"output": None}, "nothing to write"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        ({"mode": "sideways"}, "mode must be one of"),
+        ({"dtype": "fp8"}, "dtype must be one of"),
+        ({"batch_size": 0}, "batch size"),
+        ({"fps": -3}, "fps must be"),
+        ({"output": None}, "nothing to write"),
+    ],
+)
 def test_bad_options(tiny_bundle, media, tmp_path, kwargs, msg):
     kwargs = {"output": tmp_path / "o.mp4", **kwargs}
     with pytest.raises(FommError, match=msg):
@@ -310,8 +346,15 @@ def test_cancel_leaves_nothing(tiny_bundle, media, tmp_path):
         return len(calls) > 1  # after the first batch has been written
 
     with pytest.raises(Cancelled):
-        animate(media / "source.png", media / "clip.npz", [tmp_path / "seq", tmp_path / "o.mp4"],
-                model=tiny_bundle, batch_size=2, review=tmp_path / "r.mp4", cancel=cancel)
+        animate(
+            media / "source.png",
+            media / "clip.npz",
+            [tmp_path / "seq", tmp_path / "o.mp4"],
+            model=tiny_bundle,
+            batch_size=2,
+            review=tmp_path / "r.mp4",
+            cancel=cancel,
+        )
     assert len(calls) == 2 and listing(tmp_path) == []
 
 

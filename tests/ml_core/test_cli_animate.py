@@ -30,20 +30,38 @@ def media(tmp_path_factory, tiny_bundle):
     clip = extract(d / "drive.mp4", model=tiny_bundle, crop="full")
     clip.save(d / "clip.npz")
     k = 3
-    MotionClip(values=clip.values[:, :k], jacobians=clip.jacobians[:, :k], fps=clip.fps,
-               frame_indices=clip.frame_indices, reference_frame=0, crop_box=clip.crop_box,
-               video_size=clip.video_size, num_kp=k, image_size=64, config_hash="other",
-               checkpoint_hash="other").save(d / "k3.npz")
+    MotionClip(
+        values=clip.values[:, :k],
+        jacobians=clip.jacobians[:, :k],
+        fps=clip.fps,
+        frame_indices=clip.frame_indices,
+        reference_frame=0,
+        crop_box=clip.crop_box,
+        video_size=clip.video_size,
+        num_kp=k,
+        image_size=64,
+        config_hash="other",
+        checkpoint_hash="other",
+    ).save(d / "k3.npz")
     data = dict(np.load(d / "clip.npz"))
     for key in ("values", "jacobians", "frame_indices"):
         data[key] = data[key][:0]
     np.savez(d / "empty.npz", **data)
     t = clip.num_frames
-    MotionClip(values=clip.values, jacobians=np.broadcast_to(np.eye(2, dtype=np.float32), (t, 5, 2, 2)).copy(),
-               fps=clip.fps, frame_indices=clip.frame_indices, reference_frame=clip.reference_frame,
-               crop_box=clip.crop_box, video_size=clip.video_size, num_kp=5, image_size=64,
-               config_hash=clip.config_hash, checkpoint_hash=clip.checkpoint_hash,
-               has_jacobians=False).save(d / "nojac.npz")  # as a model without Jacobians extracts it
+    MotionClip(
+        values=clip.values,
+        jacobians=np.broadcast_to(np.eye(2, dtype=np.float32), (t, 5, 2, 2)).copy(),
+        fps=clip.fps,
+        frame_indices=clip.frame_indices,
+        reference_frame=clip.reference_frame,
+        crop_box=clip.crop_box,
+        video_size=clip.video_size,
+        num_kp=5,
+        image_size=64,
+        config_hash=clip.config_hash,
+        checkpoint_hash=clip.checkpoint_hash,
+        has_jacobians=False,
+    ).save(d / "nojac.npz")  # as a model without Jacobians extracts it
     cv2.imwrite(str(d / "source.png"), cv2.cvtColor(source_image(120, 80), cv2.COLOR_RGB2BGR))
     (d / "source.txt.png").write_text("not a picture\n")
     return d
@@ -58,9 +76,22 @@ def listing(path) -> list[str]:
 
 
 def test_animate_writes_video_frames_and_review(media, tmp_path, capfd):
-    code = main(["animate", str(media / "source.png"), str(media / "clip.npz"), "-o", str(tmp_path / "p.mp4"),
-                 "-o", f"{tmp_path / 'seq'}/", "--review", str(tmp_path / "r.mp4"), "--batch", "3",
-                 *model_args(media)])
+    code = main(
+        [
+            "animate",
+            str(media / "source.png"),
+            str(media / "clip.npz"),
+            "-o",
+            str(tmp_path / "p.mp4"),
+            "-o",
+            f"{tmp_path / 'seq'}/",
+            "--review",
+            str(tmp_path / "r.mp4"),
+            "--batch",
+            "3",
+            *model_args(media),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 0, captured.err
     lines = captured.out.strip().splitlines()
@@ -75,9 +106,25 @@ def test_animate_writes_video_frames_and_review(media, tmp_path, capfd):
 
 
 def test_animate_from_a_video_absolute_bf16_fps(media, tmp_path, capfd):
-    code = main(["animate", str(media / "source.png"), str(media / "drive.mp4"), "-o", str(tmp_path / "v.avi"),
-                 "--driving-crop", "full", "--mode", "absolute", "--bf16", "--fps", "10", "--crop", "auto",
-                 *model_args(media)])
+    code = main(
+        [
+            "animate",
+            str(media / "source.png"),
+            str(media / "drive.mp4"),
+            "-o",
+            str(tmp_path / "v.avi"),
+            "--driving-crop",
+            "full",
+            "--mode",
+            "absolute",
+            "--bf16",
+            "--fps",
+            "10",
+            "--crop",
+            "auto",
+            *model_args(media),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 0, captured.err
     assert ": 8 frames 64x64 at 10 fps" in captured.out
@@ -90,12 +137,29 @@ def test_other_checkpoint_warns_strict_refuses(media, tmp_path, capfd):
     clip = load_clip(media / "clip.npz")
     clip.checkpoint_hash = "0000000000000000"
     clip.save(tmp_path / "c.npz")
-    code = main(["animate", str(media / "source.png"), str(tmp_path / "c.npz"), "-o", str(tmp_path / "w.mp4"),
-                 *model_args(media)])
+    code = main(
+        [
+            "animate",
+            str(media / "source.png"),
+            str(tmp_path / "c.npz"),
+            "-o",
+            str(tmp_path / "w.mp4"),
+            *model_args(media),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 0 and captured.err.strip().startswith("warning: the motion clip was extracted with another")
-    code = main(["animate", str(media / "source.png"), str(tmp_path / "c.npz"), "-o", str(tmp_path / "s.mp4"),
-                 "--strict", *model_args(media)])
+    code = main(
+        [
+            "animate",
+            str(media / "source.png"),
+            str(tmp_path / "c.npz"),
+            "-o",
+            str(tmp_path / "s.mp4"),
+            "--strict",
+            *model_args(media),
+        ]
+    )
     assert code == 2 and capfd.readouterr().err.count("\n") == 1
     assert listing(tmp_path) == ["c.npz", "w.mp4"]
 
@@ -112,14 +176,22 @@ BAD = {
     "busy folder": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/busy/"], "already holds other files"),
     "overwrite input": (["{m}/source.png", "{m}/clip.npz", "-o", "{m}/source.png"], "overwrite an input"),
     "bad review": (["{m}/source.png", "{m}/clip.npz", "--review", "{t}/r.png"], "review must be a video"),
-    "same output twice": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/a.mp4", "-o", "{t}/a.mp4"],
-                          "the same output path is given twice: give each output its own path"),
-    "folder as video name": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/taken.mp4"],
-                             "taken.mp4 is a folder: give a video file name or drop the extension"),
-    "file as frames folder": (["{m}/source.png", "{m}/clip.npz", "-o", "{t}/frames"],
-                              "frames is a file: give a folder for the PNG frames"),
-    "clip without jacobians": (["{m}/source.png", "{m}/nojac.npz"],
-                               "the motion clip has no Jacobians but the model uses them"),
+    "same output twice": (
+        ["{m}/source.png", "{m}/clip.npz", "-o", "{t}/a.mp4", "-o", "{t}/a.mp4"],
+        "the same output path is given twice: give each output its own path",
+    ),
+    "folder as video name": (
+        ["{m}/source.png", "{m}/clip.npz", "-o", "{t}/taken.mp4"],
+        "taken.mp4 is a folder: give a video file name or drop the extension",
+    ),
+    "file as frames folder": (
+        ["{m}/source.png", "{m}/clip.npz", "-o", "{t}/frames"],
+        "frames is a file: give a folder for the PNG frames",
+    ),
+    "clip without jacobians": (
+        ["{m}/source.png", "{m}/nojac.npz"],
+        "the motion clip has no Jacobians but the model uses them",
+    ),
     "bad batch": (["{m}/source.png", "{m}/clip.npz", "--batch", "0"], "--batch must be 1 or more"),
     "bad fps": (["{m}/source.png", "{m}/clip.npz", "--fps", "fast"], "--fps must be a number"),
     "bad crop": (["{m}/source.png", "{m}/clip.npz", "--crop", "1,2"], "X,Y,SIZE"),
@@ -162,9 +234,21 @@ def test_bad_input_one_line_exit_2_nothing_written(case, media, tmp_path, capfd)
 def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     """A real process: the summary on success; SIGINT after frames were written exits 130 and leaves nothing."""
     ok = subprocess.run(
-        [sys.executable, "-m", "ml_core", "animate", str(media / "source.png"), str(media / "clip.npz"),
-         "-o", str(tmp_path / "ok.mp4"), *model_args(media)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ml_core",
+            "animate",
+            str(media / "source.png"),
+            str(media / "clip.npz"),
+            "-o",
+            str(tmp_path / "ok.mp4"),
+            *model_args(media),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert ok.returncode == 0 and ok.stdout.startswith("wrote ") and ok.stderr == "", ok.stderr
     (tmp_path / "ok.mp4").unlink()
@@ -181,9 +265,9 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)
             return real(frames)
         an._to_uint8 = to_uint8
-        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
-                       "-o", {str(tmp_path / 'x.mp4')!r}, "-o", {str(tmp_path / 'seq')!r},
-                       "--review", {str(tmp_path / 'r.mp4')!r}, "--batch", "2",
+        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
+                       "-o", {str(tmp_path / "x.mp4")!r}, "-o", {str(tmp_path / "seq")!r},
+                       "--review", {str(tmp_path / "r.mp4")!r}, "--batch", "2",
                        *{model_args(media)!r}]))
         """
     )
@@ -196,8 +280,9 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
 def test_sigterm_like_ctrl_c_and_stale_partials_cleared(media, tmp_path):
     """SIGTERM (a farm scheduler) used to exit 143 leaving .partial.mp4 files and a .partial/ folder of PNGs;
     what a SIGKILLed run left was never cleaned. Now: exit 130, one line, and nothing left, stale ones included."""
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True).stdout)
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
     (tmp_path / f".x.{dead}-0123abcd.partial.mp4").write_bytes(b"killed run")
     (tmp_path / f".seq.{dead}-0123abcd.partial").mkdir()
     (tmp_path / f".seq.{dead}-0123abcd.partial" / "preview_0001.png").write_bytes(b"png")
@@ -213,8 +298,8 @@ def test_sigterm_like_ctrl_c_and_stale_partials_cleared(media, tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)
             return real(frames)
         an._to_uint8 = to_uint8
-        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
-                       "-o", {str(tmp_path / 'x.mp4')!r}, "-o", {str(tmp_path / 'seq')!r},
+        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
+                       "-o", {str(tmp_path / "x.mp4")!r}, "-o", {str(tmp_path / "seq")!r},
                        "--batch", "2", *{model_args(media)!r}]))
         """
     )
@@ -236,7 +321,7 @@ def test_full_disk_keeps_the_earlier_video(media, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
         from ml_core.cli import main
-        sys.exit(main(["animate", {str(media / 'source.png')!r}, {str(media / 'clip.npz')!r},
+        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
                        "-o", {str(good)!r}, *{model_args(media)!r}]))
         """
     )

@@ -49,8 +49,23 @@ def model_args(media) -> list[str]:
 
 def test_extract_writes_a_clip(media, tmp_path, capfd):
     out = tmp_path / "clip.npz"
-    code = main(["extract", str(media / "drive.mp4"), "-o", str(out), "--crop", "full", "--device", "cpu",
-                 "--smooth", "min_cutoff=1,beta=10", "--batch", "5", *model_args(media)])
+    code = main(
+        [
+            "extract",
+            str(media / "drive.mp4"),
+            "-o",
+            str(out),
+            "--crop",
+            "full",
+            "--device",
+            "cpu",
+            "--smooth",
+            "min_cutoff=1,beta=10",
+            "--batch",
+            "5",
+            *model_args(media),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 0, captured.err
     lines = captured.out.strip().splitlines()
@@ -62,8 +77,26 @@ def test_extract_writes_a_clip(media, tmp_path, capfd):
 
 def test_selection_and_reference(media, tmp_path, capfd):
     out = tmp_path / "clip.npz"
-    code = main(["extract", str(media / "drive.mp4"), "-o", str(out), "--crop", "0,0,60", "--start", "2",
-                 "--end", "11", "--step", "2", "--reference", "6", "--bf16", *model_args(media)])
+    code = main(
+        [
+            "extract",
+            str(media / "drive.mp4"),
+            "-o",
+            str(out),
+            "--crop",
+            "0,0,60",
+            "--start",
+            "2",
+            "--end",
+            "11",
+            "--step",
+            "2",
+            "--reference",
+            "6",
+            "--bf16",
+            *model_args(media),
+        ]
+    )
     assert code == 0, capfd.readouterr().err
     clip = load_clip(out)
     assert clip.frame_indices.tolist() == [2, 4, 6, 8, 10] and clip.reference_frame == 2
@@ -105,8 +138,11 @@ def test_bad_input_one_line_exit_2_no_file(case, media, tmp_path, capfd):
         argv += ["-o", str(tmp_path / "clip.npz")]
     if "--checkpoint" not in argv:
         argv += ["--checkpoint", str(TINY_CKPT)]
-    code = main(["extract", *argv, "--config", str(media / "tiny64.yaml"), "--crop", "full"]
-                if "--crop" not in argv else ["extract", *argv, "--config", str(media / "tiny64.yaml")])
+    code = main(
+        ["extract", *argv, "--config", str(media / "tiny64.yaml"), "--crop", "full"]
+        if "--crop" not in argv
+        else ["extract", *argv, "--config", str(media / "tiny64.yaml")]
+    )
     _assert_one_line_error(code, capfd.readouterr(), msg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz"]  # nothing written, no temporaries
 
@@ -130,18 +166,32 @@ def test_output_would_overwrite_the_input_video(media, tmp_path, capfd):
     assert video.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["take.npz"]
 
 
-@pytest.mark.parametrize(("device", "msg"), [
-    ("cuda", "device 'cuda' was asked for but this PyTorch build has no usable CUDA GPU: use --device cpu"),
-    ("mps", "device 'mps' was asked for but Apple Metal is not available here: use --device cpu"),
-])
+@pytest.mark.parametrize(
+    ("device", "msg"),
+    [
+        ("cuda", "device 'cuda' was asked for but this PyTorch build has no usable CUDA GPU: use --device cpu"),
+        ("mps", "device 'mps' was asked for but Apple Metal is not available here: use --device cpu"),
+    ],
+)
 def test_device_not_available(device, msg, media, tmp_path, capfd):
     import torch
 
     mps = getattr(torch.backends, "mps", None)
     if torch.cuda.is_available() if device == "cuda" else (mps is not None and mps.is_available()):
         pytest.skip(f"this machine has {device}")
-    code = main(["extract", str(media / "drive.mp4"), "-o", str(tmp_path / "clip.npz"), "--crop", "full",
-                 "--device", device, *model_args(media)])
+    code = main(
+        [
+            "extract",
+            str(media / "drive.mp4"),
+            "-o",
+            str(tmp_path / "clip.npz"),
+            "--crop",
+            "full",
+            "--device",
+            device,
+            *model_args(media),
+        ]
+    )
     _assert_one_line_error(code, capfd.readouterr(), msg)
     assert list(tmp_path.iterdir()) == []
 
@@ -150,9 +200,22 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     """A real process: the summary on success; SIGINT during inference exits 130 and leaves nothing."""
     out = tmp_path / "ok.npz"
     ok = subprocess.run(
-        [sys.executable, "-m", "ml_core", "extract", str(media / "drive.mp4"), "-o", str(out), "--crop", "full",
-         *model_args(media)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ml_core",
+            "extract",
+            str(media / "drive.mp4"),
+            "-o",
+            str(out),
+            "--crop",
+            "full",
+            *model_args(media),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert ok.returncode == 0 and ok.stdout.startswith("wrote ") and ok.stderr == "", ok.stderr
     out.unlink()
@@ -167,9 +230,9 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
             return real(*a, **k)
         ex._infer = infer
-        sys.exit(main(["extract", {str(media / 'drive.mp4')!r}, "-o", {str(out)!r}, "--crop", "full",
+        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
                        "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
-                       "--config", {str(media / 'tiny64.yaml')!r}]))
+                       "--config", {str(media / "tiny64.yaml")!r}]))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -191,9 +254,9 @@ def test_sigterm_is_handled_like_ctrl_c(media, tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
             return real(*a, **k)
         ex._infer = infer
-        sys.exit(main(["extract", {str(media / 'drive.mp4')!r}, "-o", {str(out)!r}, "--crop", "full",
+        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
                        "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
-                       "--config", {str(media / 'tiny64.yaml')!r}]))
+                       "--config", {str(media / "tiny64.yaml")!r}]))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -213,8 +276,8 @@ def test_full_disk_is_one_line_and_keeps_the_old_clip(media, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
         from ml_core.cli import main
-        sys.exit(main(["extract", {str(media / 'drive.mp4')!r}, "-o", {str(out)!r}, "--crop", "full",
-                       "--checkpoint", {str(TINY_CKPT)!r}, "--config", {str(media / 'tiny64.yaml')!r}]))
+        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
+                       "--checkpoint", {str(TINY_CKPT)!r}, "--config", {str(media / "tiny64.yaml")!r}]))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -45,8 +45,20 @@ def test_round_trip(tmp_path):
     for name in ("values", "jacobians", "frame_indices"):
         assert np.array_equal(getattr(back, name), getattr(clip, name))
     for name in (
-        "fps", "reference_frame", "crop_box", "video_size", "num_kp", "image_size", "config_hash",
-        "checkpoint_hash", "has_jacobians", "source_path", "crop_mode", "smoothing", "notes", "ml_core_version",
+        "fps",
+        "reference_frame",
+        "crop_box",
+        "video_size",
+        "num_kp",
+        "image_size",
+        "config_hash",
+        "checkpoint_hash",
+        "has_jacobians",
+        "source_path",
+        "crop_mode",
+        "smoothing",
+        "notes",
+        "ml_core_version",
     ):
         assert getattr(back, name) == getattr(clip, name), name
     assert back.values.dtype == np.float32
@@ -222,8 +234,10 @@ def test_tampered_clips_are_refused_before_allocating(tmp_path):
     cases = {
         "deep meta": ({"meta": np.array(deep)}, "meta is nested too deeply"),
         "frame 2^55": ({"frame_indices": np.arange(6, dtype=np.int64) + 2**55}, "beyond any 4-hour video"),
-        "fps 1e-9": ({"meta": meta_with(good, fps=1e-9), "times": None, "format_version": np.array(1, np.int32)},
-                     "more than 4 hours"),
+        "fps 1e-9": (
+            {"meta": meta_with(good, fps=1e-9), "times": None, "format_version": np.array(1, np.int32)},
+            "more than 4 hours",
+        ),
         "times back": ({"times": np.array([0, 1, 2, 1.5, 3, 4], np.float64)}, "times must be finite"),
         "times nan": ({"times": np.full(6, np.nan)}, "times must be finite"),
         "times f32": ({"times": np.arange(6, dtype=np.float32)}, "times must be float64"),

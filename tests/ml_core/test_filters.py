@@ -13,8 +13,10 @@ FPS = 30.0
 
 def lag_of(signal: np.ndarray, reference: np.ndarray, max_lag: int = 15) -> int:
     """Shift (frames) that best aligns ``signal`` with ``reference``; positive = signal is late."""
-    errs = [np.mean((signal[max_lag + k : len(signal) - max_lag + k] - reference[max_lag : -max_lag]) ** 2)
-            for k in range(-max_lag, max_lag + 1)]
+    errs = [
+        np.mean((signal[max_lag + k : len(signal) - max_lag + k] - reference[max_lag:-max_lag]) ** 2)
+        for k in range(-max_lag, max_lag + 1)
+    ]
     return int(np.argmin(errs)) - max_lag
 
 

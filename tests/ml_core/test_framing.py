@@ -84,8 +84,15 @@ def test_crop_matches_plain_slicing_inside_the_frame():
 
 @pytest.mark.parametrize(
     "w, h, box, out",
-    [(1280, 720, None, 256), (720, 1280, None, 256), (1920, 1080, None, 256), (4000, 3000, None, 256),
-     (17, 9, None, 64), (300, 200, (-37, -11, 250), 64), (300, 200, (100, 50, 290), 96)],
+    [
+        (1280, 720, None, 256),
+        (720, 1280, None, 256),
+        (1920, 1080, None, 256),
+        (4000, 3000, None, 256),
+        (17, 9, None, 64),
+        (300, 200, (-37, -11, 250), 64),
+        (300, 200, (100, 50, 290), 96),
+    ],
 )
 def test_padded_crops_equal_pad_then_resize(w, h, box, out):
     """The fast path (resize the frame part, then pad) must give the very pixels of padding first."""
@@ -119,8 +126,11 @@ def test_parse_and_validate_boxes():
 def test_opencv_without_haar_detector_is_one_line(monkeypatch, missing):
     """OpenCV 5 has neither CascadeClassifier nor the cascade files; some builds lack cv2.data."""
     monkeypatch.delattr(cv2, missing)
-    with pytest.raises(FommError, match=r"^this OpenCV \(.+\) has no Haar face detector; install "
-                                        r"opencv-python-headless 4\.x or give a crop box"):
+    with pytest.raises(
+        FommError,
+        match=r"^this OpenCV \(.+\) has no Haar face detector; install "
+        r"opencv-python-headless 4\.x or give a crop box",
+    ):
         FaceDetector()
 
 

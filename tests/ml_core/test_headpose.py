@@ -186,8 +186,17 @@ def test_head_deltas_rotate_about_the_pivot_in_the_view_frame():
     moved = d[1] @ np.append(pivot, 1.0)
     np.testing.assert_allclose(moved[:3], pivot + [0.1, 0.0, -0.2])  # image y is down
     # a camera looking along -x (right = +y): the same view rotation turns about the camera's up axis
-    d2 = head_deltas(rots, np.ones(2), np.zeros((2, 2)), pivot, np.array([0, 1.0, 0]), up,
-                     np.array([-1.0, 0, 0]), 1.0, use_translation=False)
+    d2 = head_deltas(
+        rots,
+        np.ones(2),
+        np.zeros((2, 2)),
+        pivot,
+        np.array([0, 1.0, 0]),
+        up,
+        np.array([-1.0, 0, 0]),
+        1.0,
+        use_translation=False,
+    )
     axis = np.array([0, 0, 1.0])
     np.testing.assert_allclose(d2[1][:3, :3] @ axis, axis, atol=1e-12)
     # in-plane only = roll about the view axis

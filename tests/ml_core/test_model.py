@@ -44,9 +44,16 @@ def _spec_states() -> dict[str, dict[str, torch.Tensor]]:
 def vox_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("vox") / "vox-cpk.pth.tar"
     states = _spec_states()
-    torch.save({**states, "optimizer_generator": {"state": {}, "param_groups": []},
-                "optimizer_kp_detector": {"state": {}, "param_groups": []},
-                "optimizer_discriminator": {"state": {}, "param_groups": []}, "epoch": 99}, path)
+    torch.save(
+        {
+            **states,
+            "optimizer_generator": {"state": {}, "param_groups": []},
+            "optimizer_kp_detector": {"state": {}, "param_groups": []},
+            "optimizer_discriminator": {"state": {}, "param_groups": []},
+            "epoch": 99,
+        },
+        path,
+    )
     return path
 
 
@@ -80,8 +87,12 @@ def test_vox_discriminator_loads_with_spectral_norm(vox_checkpoint):
 
 def test_convert_round_trip(vox_checkpoint, tmp_path):
     out = tmp_path / "vox.safetensors"
-    r = subprocess.run([sys.executable, "-m", "ml_core", "convert", str(vox_checkpoint), str(out)],
-                       capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "ml_core", "convert", str(vox_checkpoint), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     assert "vox-256" in r.stdout
     a = load_model(vox_checkpoint)
@@ -98,8 +109,10 @@ def test_convert_round_trip(vox_checkpoint, tmp_path):
     assert "kp_detector: 14,215,368 parameters" in info.stdout and "generator:   45,575,391 parameters" in info.stdout
 
 
-@pytest.mark.parametrize("name", ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256",
-                                  "bair-256", "fashion-256", "nemo-256"])
+@pytest.mark.parametrize(
+    "name",
+    ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256", "nemo-256"],
+)
 def test_released_configs_build_and_detect(name):
     assert name in available_configs()
     cfg = load_config(name)
@@ -123,15 +136,19 @@ def _small_cfg(tiny_config, **changes) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("changes", [
-    {"common_params.estimate_jacobian": False},
-    {"kp_detector_params.single_jacobian_map": True},
-    {"kp_detector_params.pad": 3},
-    {"kp_detector_params.scale_factor": 1, "generator_params.dense_motion_params.scale_factor": 1},
-    {"generator_params.estimate_occlusion_map": False},
-    {"generator_params.num_down_blocks": 1},  # deformation equals the feature size: no resize
-    {"discriminator_params.use_kp": True, "discriminator_params.sn": False},
-], ids=lambda c: ",".join(f"{k.split('.')[-1]}={v}" for k, v in c.items()))
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"common_params.estimate_jacobian": False},
+        {"kp_detector_params.single_jacobian_map": True},
+        {"kp_detector_params.pad": 3},
+        {"kp_detector_params.scale_factor": 1, "generator_params.dense_motion_params.scale_factor": 1},
+        {"generator_params.estimate_occlusion_map": False},
+        {"generator_params.num_down_blocks": 1},  # deformation equals the feature size: no resize
+        {"discriminator_params.use_kp": True, "discriminator_params.sn": False},
+    ],
+    ids=lambda c: ",".join(f"{k.split('.')[-1]}={v}" for k, v in c.items()),
+)
 def test_config_variants_run(tiny_config, changes):
     cfg = _small_cfg(tiny_config, **changes)
     bundle = build_model(cfg, seed=0, with_discriminator=True)
@@ -202,8 +219,11 @@ def test_not_a_checkpoint(tmp_path):
     assert "Error" not in r.stderr  # no internal exception name (it was "(IndexError)")
 
 
-@pytest.mark.parametrize("content", [b"x" * 100, b'{"kp_detector": 1}', bytes(range(256)) * 4, b"hello world"],
-                         ids=["x100", "json", "binary", "hello"])
+@pytest.mark.parametrize(
+    "content",
+    [b"x" * 100, b'{"kp_detector": 1}', bytes(range(256)) * 4, b"hello world"],
+    ids=["x100", "json", "binary", "hello"],
+)
 def test_garbage_is_not_a_checkpoint_nor_a_malicious_pickle(tmp_path, content):
     """PyTorch's weights-only loader words every refusal alike; garbage must not read as a refused pickle."""
     p = tmp_path / "garbage.pth.tar"
@@ -407,6 +427,7 @@ def _set(path: str, value):
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
+
     return edit
 
 
@@ -418,12 +439,18 @@ HOSTILE_WEIGHTS = {
     "bool": (lambda t: t > 0, "holds bool values, not floating-point weights"),
 }
 HOSTILE_CONFIGS = {
-    "negative block_expansion": (_set("model_params.kp_detector_params.block_expansion", -5),
-                                 "model_params.kp_detector_params.block_expansion must be from 1 to 1024, got -5"),
-    "float block_expansion": (_set("model_params.generator_params.block_expansion", 32.5),
-                              "model_params.generator_params.block_expansion must be a whole number, got 32.5"),
-    "huge block_expansion": (_set("model_params.generator_params.block_expansion", 100000),
-                             "must be from 1 to 1024, got 100000"),
+    "negative block_expansion": (
+        _set("model_params.kp_detector_params.block_expansion", -5),
+        "model_params.kp_detector_params.block_expansion must be from 1 to 1024, got -5",
+    ),
+    "float block_expansion": (
+        _set("model_params.generator_params.block_expansion", 32.5),
+        "model_params.generator_params.block_expansion must be a whole number, got 32.5",
+    ),
+    "huge block_expansion": (
+        _set("model_params.generator_params.block_expansion", 100000),
+        "must be from 1 to 1024, got 100000",
+    ),
     "frame_shape text": (_set("dataset_params.frame_shape", "abc"), "dataset_params.frame_shape must be [height"),
     "frame_shape huge": (_set("dataset_params.frame_shape", [60000, 60000, 3]), "square from 16 to 2048 pixels"),
 }

@@ -76,8 +76,11 @@ def test_chained_pipeline_matches_reference(inputs, align_corners):
         kp_d = bundle.kp_detector(driving)
         kp_norm = relative_motion(kp_s, kp_d, {k: v[:1] for k, v in kp_d.items()})
         n = driving.shape[0]
-        out = bundle.generator(source.expand(n, -1, -1, -1), kp_driving=kp_norm,
-                               kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()})
+        out = bundle.generator(
+            source.expand(n, -1, -1, -1),
+            kp_driving=kp_norm,
+            kp_source={k: v.expand(n, *v.shape[1:]) for k, v in kp_s.items()},
+        )
     np.testing.assert_allclose(kp_norm["value"].numpy(), exp["kp_norm_value"], rtol=0, atol=ATOL)
     np.testing.assert_allclose(kp_norm["jacobian"].numpy(), exp["kp_norm_jacobian"], rtol=0, atol=ATOL)
     for name in ("prediction", "mask", "occlusion_map"):
@@ -104,7 +107,8 @@ def test_cached_source_encoding_is_identical(inputs):
         full = bundle.generator(src, kp_driving=kp_d, kp_source=kp_sb)
         feats = bundle.generator.encode(source).expand(n, -1, -1, -1)
         small = bundle.generator.dense_motion_network.downsample(source).expand(n, -1, -1, -1)
-        cached = bundle.generator(src, kp_driving=kp_d, kp_source=kp_sb, source_features=feats,
-                                  source_small=small, with_deformed=False)
+        cached = bundle.generator(
+            src, kp_driving=kp_d, kp_source=kp_sb, source_features=feats, source_small=small, with_deformed=False
+        )
     assert "deformed" not in cached
     torch.testing.assert_close(cached["prediction"], full["prediction"], rtol=0, atol=1e-6)

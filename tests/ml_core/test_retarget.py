@@ -310,17 +310,13 @@ def test_rdp_matches_recursive_reference():
     mask = rdp_keep(x, ys, 0.02)
     for c in range(4):
         np.testing.assert_array_equal(np.flatnonzero(mask[:, c]), _rdp_recursive(x, ys[:, c], 0.02))
-        np.testing.assert_array_equal(
-            np.flatnonzero(rdp_keep(x, ys[:, c], 0.02)), _rdp_recursive(x, ys[:, c], 0.02)
-        )
+        np.testing.assert_array_equal(np.flatnonzero(rdp_keep(x, ys[:, c], 0.02)), _rdp_recursive(x, ys[:, c], 0.02))
 
 
 def test_auto_neutral_recovers_from_an_expressive_reference():
     calib, w, values, jacs = _linear_world(size=0.05)
     ref = int(np.argmax(w.sum(axis=1)))  # the most expressive frame as the clip's reference
-    plain = solve_weights(
-        calib, values, jacs, ref, regularization=1e-9, remove_head=False, auto_neutral=False
-    )
+    plain = solve_weights(calib, values, jacs, ref, regularization=1e-9, remove_head=False, auto_neutral=False)
     auto = solve_weights(calib, values, jacs, ref, regularization=1e-9, remove_head=False)
     assert w[auto.reference].sum() == 0.0  # a truly neutral sample was found
     np.testing.assert_allclose(auto.weights, w, atol=1e-5)
@@ -392,9 +388,7 @@ def test_pose_columns_absorb_out_of_plane_head_motion():
     turn[0] = 0.0
     driven = values + turn[:, None, None] * yaw
     names = calib.key_names
-    without = solve_weights(
-        calib, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False
-    )
+    without = solve_weights(calib, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False)
     posed = Calibration(
         names,
         calib.neutral_values,
@@ -402,9 +396,7 @@ def test_pose_columns_absorb_out_of_plane_head_motion():
         pose_names=["yaw"],
         pose_values=np.stack([calib.neutral_values + yaw, calib.neutral_values - yaw])[None],
     )
-    with_pose = solve_weights(
-        posed, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False
-    )
+    with_pose = solve_weights(posed, driven, None, 0, regularization=1e-9, remove_head=False, auto_neutral=False)
     np.testing.assert_allclose(with_pose.weights, w, atol=1e-5)
     np.testing.assert_allclose(with_pose.pose[:, 0], turn, atol=1e-5)
     assert np.abs(without.weights - w).max() > 0.05

@@ -21,10 +21,19 @@ def test_options_and_named_overrides_give_the_same_solve():
     calib, _, values, jacs = _linear_world(t=30)
     opts = SolveOptions(regularization=1e-6, jacobian_weight=0.1, auto_neutral=False, smooth_sigma=1.0)
     a = solve_weights(calib, values, jacs, 0, options=opts)
-    b = solve_weights(calib, values, jacs, 0, regularization=1e-6, jacobian_weight=0.1, auto_neutral=False,
-                      smooth_sigma=1.0)
-    c = solve_weights(calib, values, jacs, 0, options=SolveOptions(regularization=1e-6), jacobian_weight=0.1,
-                      auto_neutral=False, smooth_sigma=1.0)
+    b = solve_weights(
+        calib, values, jacs, 0, regularization=1e-6, jacobian_weight=0.1, auto_neutral=False, smooth_sigma=1.0
+    )
+    c = solve_weights(
+        calib,
+        values,
+        jacs,
+        0,
+        options=SolveOptions(regularization=1e-6),
+        jacobian_weight=0.1,
+        auto_neutral=False,
+        smooth_sigma=1.0,
+    )
     np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(a.weights, c.weights)
     default = solve_weights(calib, values, jacs, 0)
@@ -51,5 +60,11 @@ def test_smooth_weights_is_the_one_smoothing():
 def test_the_solve_settings():
     """The settings a bake passes (docs/development.md: 'add a bake setting' adds one here)."""
     assert [f.name for f in fields(SolveOptions)] == [
-        "regularization", "jacobian_weight", "adapt_scale", "remove_head", "auto_neutral", "use_poses", "smooth_sigma"
+        "regularization",
+        "jacobian_weight",
+        "adapt_scale",
+        "remove_head",
+        "auto_neutral",
+        "use_poses",
+        "smooth_sigma",
     ]

@@ -60,16 +60,30 @@ def data_dir(tmp_path_factory) -> Path:
 def config(tiny_config) -> dict:
     cfg = copy.deepcopy(tiny_config)
     cfg["dataset_params"] = {
-        "frame_shape": [64, 64, 3], "id_sampling": True,
-        "augmentation_params": {"flip_param": {"horizontal_flip": True, "time_flip": True},
-                                "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1}},
+        "frame_shape": [64, 64, 3],
+        "id_sampling": True,
+        "augmentation_params": {
+            "flip_param": {"horizontal_flip": True, "time_flip": True},
+            "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1},
+        },
     }
     cfg["train_params"] = {
-        "num_iterations": 2, "num_repeats": 1, "batch_size": 2, "scales": [1, 0.5],
-        "lr_generator": 2e-4, "lr_discriminator": 2e-4, "lr_kp_detector": 2e-4,
+        "num_iterations": 2,
+        "num_repeats": 1,
+        "batch_size": 2,
+        "scales": [1, 0.5],
+        "lr_generator": 2e-4,
+        "lr_discriminator": 2e-4,
+        "lr_kp_detector": 2e-4,
         "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
-        "loss_weights": {"generator_gan": 1, "discriminator_gan": 1, "feature_matching": [10, 10, 10, 10],
-                         "perceptual": [10], "equivariance_value": 10, "equivariance_jacobian": 10},
+        "loss_weights": {
+            "generator_gan": 1,
+            "discriminator_gan": 1,
+            "feature_matching": [10, 10, 10, 10],
+            "perceptual": [10],
+            "equivariance_value": 10,
+            "equivariance_jacobian": 10,
+        },
         "landmark_supervision": {"weight": 10, "keypoints": LANDMARKS},
     }
     return cfg
@@ -110,13 +124,24 @@ def test_one_step_lowers_loss_with_finite_grads_for_all_three(data_dir, config) 
     clips = load_clips(data_dir, "train", 64, LANDMARKS)
     ds = PairDataset(clips, True, 1, None, LANDMARKS, seed=0)
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
-    args = (batch["source"], batch["driving"], batch["landmarks_source"], batch["landmarks_driving"],
-            batch["landmarks_valid"])
+    args = (
+        batch["source"],
+        batch["driving"],
+        batch["landmarks_source"],
+        batch["landmarks_driving"],
+        batch["landmarks_valid"],
+    )
     opt = torch.optim.Adam(list(kp.parameters()) + list(gen.parameters()), lr=1e-3)
     torch.manual_seed(1)
     losses, generated = full(*args)
-    assert {"reconstruction", "generator_gan", "feature_matching", "equivariance_value", "equivariance_jacobian",
-            "landmarks"} <= set(losses)
+    assert {
+        "reconstruction",
+        "generator_gan",
+        "feature_matching",
+        "equivariance_value",
+        "equivariance_jacobian",
+        "landmarks",
+    } <= set(losses)
     loss = sum(losses.values())
     opt.zero_grad()
     loss.backward()
@@ -149,8 +174,7 @@ def test_train_resume_and_export(tmp_path, data_dir, config) -> None:
     for k in ("optimizer_kp_detector", "optimizer_generator", "optimizer_discriminator"):
         a, b = first[k]["state"], same[k]["state"]
         assert a.keys() == b.keys()
-        assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) and torch.equal(a[i]["step"], b[i]["step"])
-                   for i in a)
+        assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) and torch.equal(a[i]["step"], b[i]["step"]) for i in a)
     # resuming further continues the count
     scheduled = copy.deepcopy(config)
     scheduled["train_params"]["iteration_milestones"] = [3]  # a schedule given at resume time applies
@@ -194,10 +218,16 @@ def test_cli_bad_inputs(tmp_path, data_dir, config, capsys) -> None:
     short = tmp_path / "short"
     (short / "train").mkdir(parents=True)
     _write_clip(short / "train" / "one_0.mp4", 0, n=1, with_gt=False)
-    unknown_lm = _config_file(tmp_path / "unknown_lm.yaml", config,
-                              {"landmark_supervision": {"weight": 10, "keypoints": ["centre", "nose_tip"]}})
-    too_many_lm = _config_file(tmp_path / "too_many_lm.yaml", config,
-                               {"landmark_supervision": {"weight": 10, "keypoints": [*LANDMARKS, "a", "b", "c"]}})
+    unknown_lm = _config_file(
+        tmp_path / "unknown_lm.yaml",
+        config,
+        {"landmark_supervision": {"weight": 10, "keypoints": ["centre", "nose_tip"]}},
+    )
+    too_many_lm = _config_file(
+        tmp_path / "too_many_lm.yaml",
+        config,
+        {"landmark_supervision": {"weight": 10, "keypoints": [*LANDMARKS, "a", "b", "c"]}},
+    )
     other = copy.deepcopy(config)
     other["model_params"]["kp_detector_params"]["temperature"] = 0.2  # another network than the checkpoint's
     other_path = tmp_path / "other.yaml"
@@ -212,15 +242,23 @@ def test_cli_bad_inputs(tmp_path, data_dir, config, capsys) -> None:
         (["--config", str(cfg_path), "--data", str(data_dir), "--resume", str(tmp_path / "nope.pt")], "not found"),
         (["--config", str(cfg_path), "--data", str(data_dir), "--iterations", "0"], "--iterations must be at least 1"),
         (["--config", str(cfg_path), "--data", str(data_dir), "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--config", str(cfg_path), "--data", str(short)],
-         f"unreadable video {short / 'train' / 'one_0.mp4'}: it has 1 decodable frame(s), at least 2 are needed"),
-        (["--config", str(unknown_lm), "--data", str(data_dir)],
-         "id0_c0.npz has no landmark 'nose_tip' named in the config's train_params.landmark_supervision.keypoints"),
-        (["--config", str(too_many_lm), "--data", str(data_dir)],
-         "train_params.landmark_supervision names 6 landmarks but the model has only 5 keypoints"),
-        (["--config", str(other_path), "--data", str(data_dir), "--resume", str(ckpt)],
-         f"checkpoint {ckpt} was trained with different model_params than the given config: resume with the config "
-         "it was trained with"),
+        (
+            ["--config", str(cfg_path), "--data", str(short)],
+            f"unreadable video {short / 'train' / 'one_0.mp4'}: it has 1 decodable frame(s), at least 2 are needed",
+        ),
+        (
+            ["--config", str(unknown_lm), "--data", str(data_dir)],
+            "id0_c0.npz has no landmark 'nose_tip' named in the config's train_params.landmark_supervision.keypoints",
+        ),
+        (
+            ["--config", str(too_many_lm), "--data", str(data_dir)],
+            "train_params.landmark_supervision names 6 landmarks but the model has only 5 keypoints",
+        ),
+        (
+            ["--config", str(other_path), "--data", str(data_dir), "--resume", str(ckpt)],
+            f"checkpoint {ckpt} was trained with different model_params than the given config: resume with the config "
+            "it was trained with",
+        ),
     ]
     for i, (args, expected) in enumerate(cases):
         out = tmp_path / f"out{i}"
@@ -246,8 +284,7 @@ def _train_checkpoint(path: Path, config: dict, iteration: int = 1) -> Path:
     from ml_core.train.trainer import save_checkpoint
 
     bundle = build_model(config, seed=0, with_discriminator=True)
-    modules = {"kp_detector": bundle.kp_detector, "generator": bundle.generator,
-               "discriminator": bundle.discriminator}
+    modules = {"kp_detector": bundle.kp_detector, "generator": bundle.generator, "discriminator": bundle.discriminator}
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(path, config, iteration, modules, {}, {})
 
@@ -255,14 +292,41 @@ def _train_checkpoint(path: Path, config: dict, iteration: int = 1) -> Path:
 def test_diverged_training_stops_and_keeps_the_checkpoint(tmp_path, data_dir, config) -> None:
     """A loss that turns infinite (here an absurd loss weight, 1e39, past float32) stops at once with one line
     (in a process of its own: no warning either); the run's checkpoint is kept as it was, nothing else written."""
-    cfg_path = _config_file(tmp_path / "absurd.yaml", config,
-                            {"loss_weights": {**config["train_params"]["loss_weights"], "equivariance_value": 1e39}})
+    cfg_path = _config_file(
+        tmp_path / "absurd.yaml",
+        config,
+        {"loss_weights": {**config["train_params"]["loss_weights"], "equivariance_value": 1e39}},
+    )
     run = tmp_path / "run"
     ckpt = _train_checkpoint(run / "checkpoint.pt", config, iteration=3)
     before = ckpt.read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "ml_core", "train", "--config", str(cfg_path), "--data", str(data_dir),
-                           "--out", str(run), "--resume", str(ckpt), "--iterations", "5", "--device", "cpu",
-                           "--threads", "1", "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml_core",
+            "train",
+            "--config",
+            str(cfg_path),
+            "--data",
+            str(data_dir),
+            "--out",
+            str(run),
+            "--resume",
+            str(ckpt),
+            "--iterations",
+            "5",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     err = proc.stderr
     assert proc.returncode == 2, err
     lines = err.strip().splitlines()
@@ -279,9 +343,32 @@ def test_ddp_two_processes_gloo(tmp_path, data_dir, config) -> None:
     cfg_path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ml_core",
-           "train", "--config", str(cfg_path), "--data", str(data_dir), "--out", str(out), "--iterations", "2",
-           "--device", "cpu", "--threads", "1", "--no-progress", "--log-every", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "ml_core",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--iterations",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--log-every",
+        "1",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -303,7 +390,7 @@ def _sync_bn_worker(rank: int, port: int, x: torch.Tensor, result: dict) -> None
     try:
         torch.manual_seed(0)
         bn = CpuSyncBatchNorm(3)
-        part = x[rank * 2:(rank + 1) * 2].clone().requires_grad_(True)
+        part = x[rank * 2 : (rank + 1) * 2].clone().requires_grad_(True)
         y = bn(part)
         (y * torch.arange(3.0).view(1, 3, 1, 1)).sum().backward()
         result[rank] = (y.detach(), part.grad, bn.running_mean.clone(), bn.weight.grad.clone())
@@ -354,10 +441,35 @@ def test_sigterm_saves_checkpoint_and_exits_130(tmp_path, data_dir, config) -> N
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ml_core", "train", "--config", str(cfg_path), "--data", str(data_dir), "--out",
-           str(out), "--iterations", "100000", "--device", "cpu", "--threads", "1", "--no-progress", "--log-every", "1"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ml_core",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--iterations",
+        "100000",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--log-every",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (out / "log.jsonl").exists() and time.time() < deadline and proc.poll() is None:

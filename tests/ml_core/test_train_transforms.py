@@ -92,8 +92,11 @@ def test_ssim_and_vgg19_weights(tmp_path) -> None:
     feats = loaded(torch.rand(1, 3, 32, 32))
     assert [f.shape[1] for f in feats] == [64, 128, 256, 512, 512]
     torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "bad.pth")
-    with pytest.raises(FommError, match=r"do not match .*: 'features\.0\.weight' is \(3\) in the file but "
-                                        r"\(64, 3, 3, 3\) in vgg19$"):
+    with pytest.raises(
+        FommError,
+        match=r"do not match .*: 'features\.0\.weight' is \(3\) in the file but "
+        r"\(64, 3, 3, 3\) in vgg19$",
+    ):
         load_vgg19(tmp_path / "bad.pth")
     del state["features.2.bias"]  # the first missing tensor is named, not PyTorch's "Error(s) in loading ..."
     torch.save(state, tmp_path / "short.pth")

@@ -349,7 +349,9 @@ def test_full_disk_never_replaces_a_good_video(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == f"cannot write {good}: the file is too large for this disk or account (file size " \
+    assert (
+        proc.stdout.strip() == f"cannot write {good}: the file is too large for this disk or account (file size "
         "limit); nothing was written"
+    )
     assert good.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]

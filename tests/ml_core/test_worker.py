@@ -70,7 +70,7 @@ def test_detect_images_job_whose_images_is_not_a_list(tmp_path):
     rc, events, stderr = _run(json.dumps(job) + "\n")
     assert rc == 2 and "Traceback" not in stderr
     assert events[-1]["event"] == "error"  # the value is shown cut to 60 characters
-    assert events[-1]["message"].startswith('the detect-images job\'s images must be a list of strings, got "/')
+    assert events[-1]["message"].startswith("the detect-images job's images must be a list of strings, got \"/")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -89,10 +89,7 @@ def test_serve_in_process_with_stream(monkeypatch):
 
 
 def test_parse_and_read_job(tmp_path):
-    assert (
-        parse_job('{"kind": "detect-images", "images": ["a.png"], "output": "o.npz"}').KIND
-        == "detect-images"
-    )
+    assert parse_job('{"kind": "detect-images", "images": ["a.png"], "output": "o.npz"}').KIND == "detect-images"
     with pytest.raises(FommError, match="options must be a JSON object"):
         parse_job('{"kind": "probe", "options": 3}')
     with pytest.raises(FommError, match="no job on stdin"):

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "tools.synth", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.synth", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.bpy
@@ -24,8 +25,23 @@ def test_layout_frame_counts_and_resume(tmp_path):
     from tools.synth.video import count_frames, read_video
 
     out = tmp_path / "ds"
-    args = ["--out", str(out), "--identities", "2", "--test-identities", "1", "--clips-per-identity", "2",
-            "--frames", "5", "--size", "64", "--seed", "3", "--no-progress"]
+    args = [
+        "--out",
+        str(out),
+        "--identities",
+        "2",
+        "--test-identities",
+        "1",
+        "--clips-per-identity",
+        "2",
+        "--frames",
+        "5",
+        "--size",
+        "64",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
     r = _run(*args)
     assert r.returncode == 0, r.stderr
     train = sorted(p.name for p in (out / "train").iterdir())
@@ -55,14 +71,17 @@ def test_layout_frame_counts_and_resume(tmp_path):
     assert not [p for p in out.rglob("*") if "partial" in p.name]
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--identities", "0"], "--identities must be >= 1"),
-    (["--frames", "1"], "--frames must be between"),
-    (["--size", "8"], "--size must be between"),
-    (["--clips-per-identity", "-2"], "--clips-per-identity"),
-    (["--frames", "ten"], "invalid int value"),
-    (["--bogus"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--identities", "0"], "--identities must be >= 1"),
+        (["--frames", "1"], "--frames must be between"),
+        (["--size", "8"], "--size must be between"),
+        (["--clips-per-identity", "-2"], "--clips-per-identity"),
+        (["--frames", "ten"], "invalid int value"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
 def test_bad_arguments_one_line(tmp_path, capsys, args, needle):
     from tools.synth.dataset import main
 
@@ -143,8 +162,23 @@ def test_ctrl_c_while_a_clip_is_written_leaves_no_video_without_truth(tmp_path, 
     pytest.importorskip("bpy")
     pytest.importorskip("cv2")
     out = tmp_path / "ds"
-    args = ["--out", str(out), "--identities", "1", "--test-identities", "0", "--clips-per-identity", "2",
-            "--frames", "2", "--size", "32", "--aa", "OFF", "--no-progress"]
+    args = [
+        "--out",
+        str(out),
+        "--identities",
+        "1",
+        "--test-identities",
+        "0",
+        "--clips-per-identity",
+        "2",
+        "--frames",
+        "2",
+        "--size",
+        "32",
+        "--aa",
+        "OFF",
+        "--no-progress",
+    ]
     script = textwrap.dedent(
         f"""
         import os, signal, sys
@@ -165,9 +199,14 @@ def test_ctrl_c_while_a_clip_is_written_leaves_no_video_without_truth(tmp_path, 
     videos = sorted(p.name for p in (out / "train").glob("*.mp4"))
     assert videos == ["id0000_c00.mp4"]
     assert all(v.with_suffix(".npz").is_file() for v in (out / "train").glob("*.mp4"))
-    again = subprocess.run([sys.executable, "-m", "tools.synth", *args], cwd=ROOT, capture_output=True, text=True,
-                           timeout=600)
+    again = subprocess.run(
+        [sys.executable, "-m", "tools.synth", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr
     assert "1 clips rendered, 1 already complete" in again.stdout
     assert sorted(p.name for p in (out / "train").iterdir()) == [
-        "id0000_c00.mp4", "id0000_c00.npz", "id0000_c01.mp4", "id0000_c01.npz"]
+        "id0000_c00.mp4",
+        "id0000_c00.npz",
+        "id0000_c01.mp4",
+        "id0000_c01.npz",
+    ]

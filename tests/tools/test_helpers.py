@@ -62,10 +62,17 @@ def test_progress_and_cancel(bpy_scene):
 
     rig = build_head(1, "semantic")
     calls = []
-    frames, _, _ = render_frames(rig, make_performance(1, 3), size=32, look_seed=None,
-                                 progress=lambda d, t: calls.append((d, t)))
+    frames, _, _ = render_frames(
+        rig, make_performance(1, 3), size=32, look_seed=None, progress=lambda d, t: calls.append((d, t))
+    )
     assert calls == [(1, 3), (2, 3), (3, 3)] and frames.shape == (3, 32, 32, 3)
     with pytest.raises(KeyboardInterrupt):
-        render_frames(rig, make_performance(1, 3), size=32, look_seed=None, cancel=lambda: len(calls) > 3,
-                      progress=lambda d, t: calls.append((d, t)))
+        render_frames(
+            rig,
+            make_performance(1, 3),
+            size=32,
+            look_seed=None,
+            cancel=lambda: len(calls) > 3,
+            progress=lambda d, t: calls.append((d, t)),
+        )
     assert len(calls) == 4  # stopped after the first frame of the second run

@@ -15,9 +15,13 @@ def _perf(rotation, translation, expr=None):
     curves = np.zeros((2, len(CURVE_IDS)), np.float32)
     for sid, v in (expr or {}).items():
         curves[:, CURVE_IDS.index(sid)] = v
-    return {"curves": curves, "curve_ids": list(CURVE_IDS), "fps": 25.0,
-            "head_rotation": np.array([rotation] * 2, np.float32),
-            "head_translation": np.array([translation] * 2, np.float32)}
+    return {
+        "curves": curves,
+        "curve_ids": list(CURVE_IDS),
+        "fps": 25.0,
+        "head_rotation": np.array([rotation] * 2, np.float32),
+        "head_translation": np.array([translation] * 2, np.float32),
+    }
 
 
 def _paint(rig, part, rgb):
@@ -31,12 +35,15 @@ def _to_px(xy):
 
 
 @pytest.mark.parametrize("armature", [False, True])
-@pytest.mark.parametrize(("pose", "aa", "tol"), [
-    # without anti-aliasing a frontal pupil (a ~6 px disc) pins the convention to a few hundredths of a pixel
-    (((0, 0, 0), (0, 0, 0)), "OFF", 0.1),
-    # turned, tilted and moved; Workbench's multi-sample jitter shifts the image by up to ~0.2 px
-    (((0.35, 0.12, -0.15), (0.05, 0.03, -0.04)), "8", 0.4),
-])
+@pytest.mark.parametrize(
+    ("pose", "aa", "tol"),
+    [
+        # without anti-aliasing a frontal pupil (a ~6 px disc) pins the convention to a few hundredths of a pixel
+        (((0, 0, 0), (0, 0, 0)), "OFF", 0.1),
+        # turned, tilted and moved; Workbench's multi-sample jitter shifts the image by up to ~0.2 px
+        (((0.35, 0.12, -0.15), (0.05, 0.03, -0.04)), "8", 0.4),
+    ],
+)
 def test_pupil_landmarks_hit_the_rendered_pupils(bpy_scene, armature, pose, aa, tol):
     from tools.synth.head import build_head
     from tools.synth.render import render_frames
@@ -64,8 +71,9 @@ def test_open_mouth_between_the_lip_landmarks(bpy_scene):
     from tools.synth.render import render_frames
 
     rig = build_head(6, "semantic")
-    frames, lm, _ = render_frames(rig, _perf((0.2, 0.0, 0.05), (0, 0, 0), {"jaw_open": 1.0}), size=SIZE,
-                                  look_seed=None, light="FLAT", aa="8")
+    frames, lm, _ = render_frames(
+        rig, _perf((0.2, 0.0, 0.05), (0, 0, 0), {"jaw_open": 1.0}), size=SIZE, look_seed=None, light="FLAT", aa="8"
+    )
     mouth = np.round(np.array(rig.params.colors["mouth"]) ** (1 / 2.2) * 255)
     names = list(rig.landmark_names)
     up, lo = lm[1, names.index("lip_upper_inner")], lm[1, names.index("lip_lower_inner")]

@@ -22,8 +22,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tools.synth",
-                description="Render synthetic talking heads (video + ground-truth .npz) in the FOMM layout.")
+    p = _Parser(
+        prog="python -m tools.synth",
+        description="Render synthetic talking heads (video + ground-truth .npz) in the FOMM layout.",
+    )
     p.add_argument("--out", required=True, help="dataset folder (created; train/ and test/ inside)")
     p.add_argument("--identities", type=int, default=20, help="training identities (default 20)")
     p.add_argument("--test-identities", type=int, default=4, help="held-out identities in test/ (default 4)")
@@ -32,10 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="square frame side in pixels (default 128)")
     p.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument("--naming", default="semantic", choices=("semantic", "arkit", "custom"),
-                   help="shape-key display names on the rendered heads (ground truth uses semantic ids)")
-    p.add_argument("--aa", default="5", choices=("OFF", "FXAA", "5", "8", "11", "16", "32"),
-                   help="Workbench anti-aliasing samples (default 5; FXAA ~1.6x faster, 8 ~1.7x slower)")
+    p.add_argument(
+        "--naming",
+        default="semantic",
+        choices=("semantic", "arkit", "custom"),
+        help="shape-key display names on the rendered heads (ground truth uses semantic ids)",
+    )
+    p.add_argument(
+        "--aa",
+        default="5",
+        choices=("OFF", "FXAA", "5", "8", "11", "16", "32"),
+        help="Workbench anti-aliasing samples (default 5; FXAA ~1.6x faster, 8 ~1.7x slower)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -62,8 +72,9 @@ def _require_opencv() -> None:
     try:
         import cv2  # noqa: F401  (fail before rendering anything)
     except ImportError as exc:
-        raise FommError("the dataset writer needs OpenCV for mp4 (opencv-python-headless); "
-                        "run it with the project's .venv") from exc
+        raise FommError(
+            "the dataset writer needs OpenCV for mp4 (opencv-python-headless); run it with the project's .venv"
+        ) from exc
 
 
 def identity_name(index: int) -> str:
@@ -147,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        print(f"{counts['rendered']} clips rendered, {counts['skipped']} already complete, "
-              f"{counts['total']} in {args.out}")
+        print(
+            f"{counts['rendered']} clips rendered, {counts['skipped']} already complete, "
+            f"{counts['total']} in {args.out}"
+        )
         return 0
     except FommError as exc:
         print(f"error: {exc}", file=sys.stderr)

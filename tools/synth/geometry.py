@@ -24,13 +24,27 @@ HAIR_STYLES = ("short", "bob", "cap", "bald")
 
 #: Named mesh points saved as 2-D landmarks, in this order.
 LANDMARK_NAMES: tuple[str, ...] = (
-    "chin", "jaw_L", "jaw_R",
-    "mouth_corner_L", "mouth_corner_R",
-    "lip_upper_outer", "lip_upper_inner", "lip_lower_inner", "lip_lower_outer",
-    "lid_upper_L", "lid_upper_R", "lid_lower_L", "lid_lower_R",
-    "eye_outer_L", "eye_inner_L", "eye_outer_R", "eye_inner_R",
-    "pupil_L", "pupil_R",
-    "brow_L", "brow_R",
+    "chin",
+    "jaw_L",
+    "jaw_R",
+    "mouth_corner_L",
+    "mouth_corner_R",
+    "lip_upper_outer",
+    "lip_upper_inner",
+    "lip_lower_inner",
+    "lip_lower_outer",
+    "lid_upper_L",
+    "lid_upper_R",
+    "lid_lower_L",
+    "lid_lower_R",
+    "eye_outer_L",
+    "eye_inner_L",
+    "eye_outer_R",
+    "eye_inner_R",
+    "pupil_L",
+    "pupil_R",
+    "brow_L",
+    "brow_R",
     "nose_tip",
 )
 
@@ -87,13 +101,40 @@ class HeadParams:
     colors: dict = field(default_factory=dict)  # material name -> linear RGB
 
 
-_SKIN_RAMP = np.array([[0.98, 0.84, 0.74], [0.93, 0.74, 0.60], [0.80, 0.58, 0.42],
-                       [0.62, 0.42, 0.28], [0.45, 0.29, 0.19], [0.32, 0.20, 0.13]])
+_SKIN_RAMP = np.array(
+    [
+        [0.98, 0.84, 0.74],
+        [0.93, 0.74, 0.60],
+        [0.80, 0.58, 0.42],
+        [0.62, 0.42, 0.28],
+        [0.45, 0.29, 0.19],
+        [0.32, 0.20, 0.13],
+    ]
+)
 _FANTASY_SKIN = np.array([[0.55, 0.75, 0.90], [0.60, 0.82, 0.55], [0.80, 0.62, 0.85], [0.70, 0.70, 0.72]])
-_IRIS = np.array([[0.40, 0.24, 0.12], [0.22, 0.13, 0.07], [0.20, 0.42, 0.75], [0.25, 0.52, 0.30],
-                  [0.42, 0.48, 0.55], [0.55, 0.44, 0.18], [0.10, 0.25, 0.50]])
-_HAIR = np.array([[0.06, 0.05, 0.05], [0.22, 0.13, 0.07], [0.42, 0.26, 0.12], [0.85, 0.70, 0.40],
-                  [0.62, 0.24, 0.10], [0.72, 0.72, 0.74], [0.20, 0.30, 0.80], [0.85, 0.35, 0.60]])
+_IRIS = np.array(
+    [
+        [0.40, 0.24, 0.12],
+        [0.22, 0.13, 0.07],
+        [0.20, 0.42, 0.75],
+        [0.25, 0.52, 0.30],
+        [0.42, 0.48, 0.55],
+        [0.55, 0.44, 0.18],
+        [0.10, 0.25, 0.50],
+    ]
+)
+_HAIR = np.array(
+    [
+        [0.06, 0.05, 0.05],
+        [0.22, 0.13, 0.07],
+        [0.42, 0.26, 0.12],
+        [0.85, 0.70, 0.40],
+        [0.62, 0.24, 0.10],
+        [0.72, 0.72, 0.74],
+        [0.20, 0.30, 0.80],
+        [0.85, 0.35, 0.60],
+    ]
+)
 
 
 def draw_head_params(seed: int) -> HeadParams:
@@ -134,10 +175,20 @@ def draw_head_params(seed: int) -> HeadParams:
     brow = np.minimum(brow, skin * 0.4)  # always darker than the skin
     cap = np.clip(np.array([u(0.05, 1), u(0.05, 1), u(0.05, 1)]), 0, 1)
     srgb = {
-        "skin": skin, "neck": skin * 0.78, "nose": skin * 0.94, "ear": skin * 0.9, "lip": lip,
-        "mouth": [0.28, 0.05, 0.07], "teeth": [0.95, 0.93, 0.86], "eye_white": [0.96, 0.96, 0.93],
-        "iris": iris, "pupil": [0.02, 0.02, 0.02], "highlight": [1.0, 1.0, 1.0],
-        "lash": [0.05, 0.04, 0.04], "brow": brow, "hair": cap if p.hair == "cap" else hair,
+        "skin": skin,
+        "neck": skin * 0.78,
+        "nose": skin * 0.94,
+        "ear": skin * 0.9,
+        "lip": lip,
+        "mouth": [0.28, 0.05, 0.07],
+        "teeth": [0.95, 0.93, 0.86],
+        "eye_white": [0.96, 0.96, 0.93],
+        "iris": iris,
+        "pupil": [0.02, 0.02, 0.02],
+        "highlight": [1.0, 1.0, 1.0],
+        "lash": [0.05, 0.04, 0.04],
+        "brow": brow,
+        "hair": cap if p.hair == "cap" else hair,
     }
     p.colors = {k: _srgb_to_linear(v) for k, v in srgb.items()}
     return p
@@ -230,7 +281,7 @@ def _mouth(p: HeadParams, s, pose):
     thick = 1 + 0.8 * pk - 0.2 * smile
     bow = 1 - 0.3 * np.exp(-((s / 0.15) ** 2))
     upper_out = upper_in + p.lip_upper * thick * np.sqrt(c) * bow
-    lower_out = lower_in - p.lip_lower * thick * c ** 0.6
+    lower_out = lower_in - p.lip_lower * thick * c**0.6
     extra = 0.012 * pk
     return u, upper_in, lower_in, upper_out, lower_out, extra
 
@@ -268,8 +319,7 @@ def _define_parts(L: _Layout) -> None:
 def _define_skull(L: _Layout) -> None:
     """The skull (a wrapped longitude/latitude grid) and the landmarks on it: chin, jaw corners."""
     lat_vals = np.linspace(-np.pi / 2 + 0.06, np.pi / 2 - 0.04, 56)
-    L.add(_Part("skull", 80, 56, lambda S, T, pose: (S * np.pi, T, 0.0 * S), "skin", wrap=True,
-                t_values=lat_vals))
+    L.add(_Part("skull", 80, 56, lambda S, T, pose: (S * np.pi, T, 0.0 * S), "skin", wrap=True, t_values=lat_vals))
     # landmarks on the skull: nearest grid vertices
     sk = L.parts[-1]
 
@@ -300,12 +350,14 @@ def _define_ears(L: _Layout) -> None:
     """Both ears: discs on the sides of the skull."""
     p = L.p
     for side, sg in (("L", 1.0), ("R", -1.0)):
+
         def ear(S, T, pose, sg=sg):
             x, y = _disc(S, T * 2 - 1)
             lon = sg * (1.5 + 0.16 * x)
             lat = p.eye_v / p.rz - 0.08 + 0.26 * y
             off = 0.004 + 0.09 * np.clip(1 - x * x - y * y, 0, 1) ** 0.5
             return lon, lat, off
+
         L.add(_Part(f"ear_{side}", 9, 11, ear, "ear"))
 
 
@@ -324,12 +376,13 @@ def _define_hair(L: _Layout) -> None:
 
     def hairline(lon):
         a = np.abs(lon)
-        base = np.interp(a, [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
-                         [front, front - 0.03, 0.5 * (front + side_lat), side_lat,
-                          0.5 * (side_lat + back_lat), back_lat])
+        base = np.interp(
+            a,
+            [0.0, 0.6, 1.1, 1.57, 2.1, np.pi],
+            [front, front - 0.03, 0.5 * (front + side_lat), side_lat, 0.5 * (side_lat + back_lat), back_lat],
+        )
         near_front = np.clip(1 - a / 1.2, 0, 1)
-        return base + near_front * (wave * np.abs(np.sin(p.hair_freq * lon + p.hair_phase)) - wave
-                                    + slant * lon)
+        return base + near_front * (wave * np.abs(np.sin(p.hair_freq * lon + p.hair_phase)) - wave + slant * lon)
 
     t_vals = np.concatenate([[0.0, 0.04, 0.1], np.linspace(0.18, 1.0, 14)])
 
@@ -342,6 +395,7 @@ def _define_hair(L: _Layout) -> None:
 
     L.add(_Part("hair", 80, len(t_vals), hair, "hair", wrap=True, t_values=t_vals))
     if p.hair == "cap":
+
         def brim(S, T, pose):
             lon = S * 0.75
             lat0 = hairline(lon)
@@ -349,6 +403,7 @@ def _define_hair(L: _Layout) -> None:
             fwd = np.array([0.0, -1.0, -0.12])
             pt = base + n * (0.006 + 0.02) + T[..., None] * 0.32 * np.cos(S[..., None] * 1.2) * fwd
             return pt
+
         L.add(_Part("brim", 17, 4, brim, "hair", xyz=True))
 
 
@@ -363,8 +418,9 @@ def _define_nose(L: _Layout) -> None:
         v = np.where(T <= 0.85, v_top + (v_tip - v_top) * T / 0.85, v_tip - 0.05 * (T - 0.85) / 0.15)
         w = 0.035 + (p.nose_w - 0.035) * np.clip(T / 0.85, 0, 1) ** 1.5
         u = S * w
-        h = np.where(T <= 0.85, p.nose_h * np.clip(T / 0.85, 0, 1) ** 1.3,
-                     p.nose_h * np.clip(1 - (T - 0.85) / 0.15, 0, 1) ** 0.7)
+        h = np.where(
+            T <= 0.85, p.nose_h * np.clip(T / 0.85, 0, 1) ** 1.3, p.nose_h * np.clip(1 - (T - 0.85) / 0.15, 0, 1) ** 0.7
+        )
         off = 0.002 + h * np.clip(1 - S * S, 0, 1) ** 0.8
         lon, lat = _ll(p, u, v)
         return lon, lat, off
@@ -389,14 +445,19 @@ def _define_eye(L: _Layout, side: str, sg: float) -> None:
     L.landmark(f"eye_outer_{side}", f"eye_white_{side}", 14, 4)
     L.landmark(f"eye_inner_{side}", f"eye_white_{side}", 0, 4)
     ri = p.iris_frac * p.eye_h
-    for name, r, extra, mat, dz in (("iris", ri, 0.004, "iris", 0.0), ("pupil", 0.45 * ri, 0.007, "pupil", 0.0),
-                                    ("highlight", 0.15 * ri, 0.009, "highlight", 1.0)):
+    for name, r, extra, mat, dz in (
+        ("iris", ri, 0.004, "iris", 0.0),
+        ("pupil", 0.45 * ri, 0.007, "pupil", 0.0),
+        ("highlight", 0.15 * ri, 0.009, "highlight", 1.0),
+    ):
+
         def disc(S, T, pose, r=r, extra=extra, dz=dz, cu=cu, cv=cv, ri=ri):
             x, y = _disc(S, T * 2 - 1)
             du = r * x + dz * 0.2 * ri  # the highlight sits up and to the right, inside the pupil
             dv = r * y + dz * 0.2 * ri
             lon, lat = _ll(p, cu + du, cv + dv)
             return lon, lat, _eye_off(p, du, dv) + extra
+
         L.add(_Part(f"{name}_{side}", 7, 7, disc, mat))
     L.landmark(f"pupil_{side}", f"pupil_{side}", 3, 3)
 
@@ -422,21 +483,28 @@ def _define_lid(L: _Layout, side: str, sg: float) -> None:
         lon, lat = _ll(p, u, v)
         return lon, lat, off
 
-    L.add(_Part(f"lid_{side}", 17, 12, lid, lambda i, j: "lash" if j == 0 else "skin",
-                t_values=np.linspace(0, 1, 12)))
+    L.add(_Part(f"lid_{side}", 17, 12, lid, lambda i, j: "lash" if j == 0 else "skin", t_values=np.linspace(0, 1, 12)))
     L.landmark(f"lid_upper_{side}", f"lid_{side}", 8, 0)
 
 
 def _define_brow(L: _Layout, side: str, sg: float) -> None:
     """One brow and its landmark."""
     p = L.p
+
     # brow
     def brow(S, T, pose, sg=sg, side=side):
         raise_ = pose.get(f"brow_raise_{side}", 0.0)
         bu = p.eye_u + 0.01 + p.brow_len * S
         th = p.brow_thick * (1 - 0.45 * ((S + 1) / 2) ** 2)
-        v = (p.eye_v + p.eye_h + p.brow_gap + p.brow_arch * (1 - S * S) + p.brow_tilt * S
-             + th * (T - 0.5) + raise_ * 0.12 * (0.75 + 0.25 * S))
+        v = (
+            p.eye_v
+            + p.eye_h
+            + p.brow_gap
+            + p.brow_arch * (1 - S * S)
+            + p.brow_tilt * S
+            + th * (T - 0.5)
+            + raise_ * 0.12 * (0.75 + 0.25 * S)
+        )
         lon, lat = _ll(p, sg * bu, v)
         off = 0.045 + 0.006 * np.clip(1 - (2 * T - 1) ** 2, 0, 1)
         return lon, lat, off
@@ -448,6 +516,7 @@ def _define_brow(L: _Layout, side: str, sg: float) -> None:
 def _define_mouth(L: _Layout) -> None:
     """The mouth: interior, teeth, upper and lower lip, all from the same outline; its landmarks."""
     p = L.p
+
     def interior(S, T, pose):
         u, ui, li, _, _, extra = _mouth(p, S, pose)
         c = np.sqrt(np.clip(1 - S * S, 0, 1))
@@ -491,10 +560,10 @@ def _common_offset(p: HeadParams, lon, lat, pose):
     for side, sg in (("L", 1.0), ("R", -1.0)):
         sm = pose.get(f"smile_{side}", 0.0)
         if sm:
-            out = out + 0.06 * sm * np.exp(-(((u - sg * 0.3) ** 2 + (v - p.mouth_v - 0.16) ** 2) / (2 * 0.08 ** 2)))
+            out = out + 0.06 * sm * np.exp(-(((u - sg * 0.3) ** 2 + (v - p.mouth_v - 0.16) ** 2) / (2 * 0.08**2)))
     pk = pose.get("pucker", 0.0)
     if pk:
-        out = out + 0.06 * pk * np.exp(-((u ** 2 + ((v - p.mouth_v) / 1.2) ** 2) / (2 * 0.1 ** 2)))
+        out = out + 0.06 * pk * np.exp(-((u**2 + ((v - p.mouth_v) / 1.2) ** 2) / (2 * 0.1**2)))
     return out
 
 
@@ -596,5 +665,6 @@ def head_topology(p: HeadParams) -> HeadTopology:
         pname, i, j = layout.landmarks[name]
         part = part_by_name[pname]
         lm.append(slices[pname].start + i * part.nt + j)
-    return HeadTopology(np.concatenate(faces).astype(np.int32), mats, names, slices, LANDMARK_NAMES,
-                        np.array(lm, dtype=np.int64))
+    return HeadTopology(
+        np.concatenate(faces).astype(np.int32), mats, names, slices, LANDMARK_NAMES, np.array(lm, dtype=np.int64)
+    )

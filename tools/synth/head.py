@@ -31,9 +31,37 @@ ARKIT_NAMES = {
 }
 
 _CUSTOM_POOL = (
-    "MouthA", "MouthB", "Mouth_O", "Jaw", "JawDown", "Lids", "EyeL", "EyeR", "Smirk", "Happy", "Happy.001",
-    "Brows", "BrowUp", "Kiss", "oo", "aa", "Shape", "Shape.001", "Shape.002", "target_7", "morph_12",
-    "blend3", "Expression", "FaceA", "FaceB", "Ctrl", "sk_a", "sk_b", "Left", "Right", "Up",
+    "MouthA",
+    "MouthB",
+    "Mouth_O",
+    "Jaw",
+    "JawDown",
+    "Lids",
+    "EyeL",
+    "EyeR",
+    "Smirk",
+    "Happy",
+    "Happy.001",
+    "Brows",
+    "BrowUp",
+    "Kiss",
+    "oo",
+    "aa",
+    "Shape",
+    "Shape.001",
+    "Shape.002",
+    "target_7",
+    "morph_12",
+    "blend3",
+    "Expression",
+    "FaceA",
+    "FaceB",
+    "Ctrl",
+    "sk_a",
+    "sk_b",
+    "Left",
+    "Right",
+    "Up",
 )
 _BONE_NAMES = ("head", "Head", "Bone", "DEF-head", "mixamorig:Head", "Head_jnt", "neck_01", "b_head")
 
@@ -100,9 +128,16 @@ def _material(name: str, rgb) -> bpy.types.Material:
     return mat
 
 
-def build_head(seed: int, naming: str | dict[str, str] = "semantic", *, with_armature: bool = False,
-               bone_name: str | None = None, name: str | None = None, params: HeadParams | None = None,
-               collection: bpy.types.Collection | None = None) -> HeadRig:
+def build_head(
+    seed: int,
+    naming: str | dict[str, str] = "semantic",
+    *,
+    with_armature: bool = False,
+    bone_name: str | None = None,
+    name: str | None = None,
+    params: HeadParams | None = None,
+    collection: bpy.types.Collection | None = None,
+) -> HeadRig:
     """Build one procedural head (identity drawn from ``seed``) in the current scene.
 
     The mesh's origin is the neck pivot; its shape keys (relative to ``Basis``, 0..1) are named by
@@ -170,8 +205,7 @@ def build_head(seed: int, naming: str | dict[str, str] = "semantic", *, with_arm
         ob.parent = arm_ob
         arm_ob.pose.bones[bname].rotation_mode = "QUATERNION"
     ob.rotation_mode = "YXZ"
-    return HeadRig(ob, arm_ob, bname, names, params, topo.landmark_names, topo.landmark_vertices,
-                   identity=name)
+    return HeadRig(ob, arm_ob, bname, names, params, topo.landmark_names, topo.landmark_vertices, identity=name)
 
 
 def head_pose_values(rig: HeadRig, rotation, translation) -> tuple[str, list[float], str, list[float]]:
@@ -214,5 +248,14 @@ def set_expression(rig: HeadRig, values: dict[str, float]) -> None:
         kbs[rig.names[sid]].value = float(v)
 
 
-__all__ = ["HeadRig", "build_head", "shape_key_names", "set_head_pose", "set_expression", "head_pose_values",
-           "NAMING_STYLES", "ARKIT_NAMES", "Matrix"]
+__all__ = [
+    "HeadRig",
+    "build_head",
+    "shape_key_names",
+    "set_head_pose",
+    "set_expression",
+    "head_pose_values",
+    "NAMING_STYLES",
+    "ARKIT_NAMES",
+    "Matrix",
+]

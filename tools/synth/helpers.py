@@ -8,8 +8,9 @@ from .head import HeadRig, build_head
 from .performance import make_performance
 
 
-def make_test_character(seed: int = 0, naming: str | dict[str, str] = "custom", with_armature: bool = False,
-                        *, bone_name: str | None = None) -> HeadRig:
+def make_test_character(
+    seed: int = 0, naming: str | dict[str, str] = "custom", with_armature: bool = False, *, bone_name: str | None = None
+) -> HeadRig:
     """Build a procedural head in the CURRENT scene (nothing is cleared) and return its :class:`HeadRig`.
 
     ``rig.mesh`` is the mesh object (shape keys ``Basis`` + 8 keys), ``rig.names`` maps the semantic ids
@@ -21,8 +22,16 @@ def make_test_character(seed: int = 0, naming: str | dict[str, str] = "custom", 
     return build_head(seed, naming, with_armature=with_armature, bone_name=bone_name)
 
 
-def render_driving_clip(path: str | os.PathLike, seed: int = 0, n_frames: int = 50, size: int = 128, *,
-                        fps: int = 25, naming: str = "semantic", look_seed: int | None = None) -> dict:
+def render_driving_clip(
+    path: str | os.PathLike,
+    seed: int = 0,
+    n_frames: int = 50,
+    size: int = 128,
+    *,
+    fps: int = 25,
+    naming: str = "semantic",
+    look_seed: int | None = None,
+) -> dict:
     """Render a driving clip: a fresh scene with head ``seed`` performing ``make_performance(seed)``.
 
     Writes ``path`` (.mp4, needs OpenCV) and the ground truth beside it (same stem, ``.npz``); returns

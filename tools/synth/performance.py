@@ -44,8 +44,15 @@ def _band_limited(rng: np.random.Generator, t: np.ndarray, fmin: float, fmax: fl
     return out / peak if peak > 0 else out
 
 
-def _holds(rng: np.random.Generator, t: np.ndarray, p_active: float, level: tuple[float, float],
-           hold: tuple[float, float], ease: tuple[float, float], start_active: bool | None = None) -> np.ndarray:
+def _holds(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    p_active: float,
+    level: tuple[float, float],
+    hold: tuple[float, float],
+    ease: tuple[float, float],
+    start_active: bool | None = None,
+) -> np.ndarray:
     """Piecewise-constant levels joined by smoothstep eases: holds with ease in/out."""
     duration = float(t[-1]) + 1.0
     times = [-rng.uniform(0.0, hold[1])]
@@ -65,8 +72,9 @@ def _holds(rng: np.random.Generator, t: np.ndarray, p_active: float, level: tupl
     return out
 
 
-def _blinks(rng: np.random.Generator, t: np.ndarray, interval: tuple[float, float],
-            p_single: float) -> tuple[np.ndarray, np.ndarray]:
+def _blinks(
+    rng: np.random.Generator, t: np.ndarray, interval: tuple[float, float], p_single: float
+) -> tuple[np.ndarray, np.ndarray]:
     left = np.zeros_like(t)
     right = np.zeros_like(t)
     duration = float(t[-1])
@@ -78,9 +86,14 @@ def _blinks(rng: np.random.Generator, t: np.ndarray, interval: tuple[float, floa
         depth = 1.0 if rng.random() < 0.8 else rng.uniform(0.75, 1.0)
         x = t - when
         shape = np.where(
-            x < 0, 0.0,
-            np.where(x < close, _smoothstep(x / close),
-                     np.where(x < close + shut, 1.0, 1.0 - _smoothstep((x - close - shut) / reopen))))
+            x < 0,
+            0.0,
+            np.where(
+                x < close,
+                _smoothstep(x / close),
+                np.where(x < close + shut, 1.0, 1.0 - _smoothstep((x - close - shut) / reopen)),
+            ),
+        )
         shape = depth * shape
         if rng.random() < p_single:
             (left if rng.random() < 0.5 else right)[:] += shape
@@ -120,11 +133,17 @@ def _speech(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 1)
 
 
-def make_performance(seed: int, n_frames: int, fps: float = 25.0, *,
-                     blink_interval: tuple[float, float] = (2.0, 6.0),
-                     max_rotation_deg: tuple[float, float, float] = (25.0, 15.0, 10.0),
-                     max_translation: tuple[float, float, float] = (0.08, 0.05, 0.06),
-                     expressions: bool = True, head_motion: bool = True) -> dict:
+def make_performance(
+    seed: int,
+    n_frames: int,
+    fps: float = 25.0,
+    *,
+    blink_interval: tuple[float, float] = (2.0, 6.0),
+    max_rotation_deg: tuple[float, float, float] = (25.0, 15.0, 10.0),
+    max_translation: tuple[float, float, float] = (0.08, 0.05, 0.06),
+    expressions: bool = True,
+    head_motion: bool = True,
+) -> dict:
     """Draw one natural performance.
 
     Returns a dict with ``curves`` [T,S] float32 in 0..1 (columns in ``curve_ids`` order),
@@ -165,7 +184,7 @@ def make_performance(seed: int, n_frames: int, fps: float = 25.0, *,
             curves[:, 6] = brow * rng.uniform(0.85, 1.0)
         curves[:, 7] = _holds(rng, t, 0.2, (0.4, 1.0), (0.5, 1.5), (0.2, 0.5))
         # a pucker relaxes the smile (the two pull the mouth corners in opposite ways)
-        curves[:, 1:3] *= (1.0 - 0.8 * curves[:, 7:8])
+        curves[:, 1:3] *= 1.0 - 0.8 * curves[:, 7:8]
     rotation = np.zeros((n_frames, 3))
     translation = np.zeros((n_frames, 3))
     if head_motion:

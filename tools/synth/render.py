@@ -72,8 +72,9 @@ def setup_scene(size: int = 128, fps: int = 25, *, aa: str = "5", light: str = "
     return scene
 
 
-def frame_camera(cam_ob: bpy.types.Object, *, distance: float = 3.15, height: float = 0.0,
-                 side: float = 0.0, lens: float = 50.0) -> None:
+def frame_camera(
+    cam_ob: bpy.types.Object, *, distance: float = 3.15, height: float = 0.0, side: float = 0.0, lens: float = 50.0
+) -> None:
     """Point the camera at the face from the front (-Y), head filling most of the frame."""
     cam = cam_ob.data
     cam.type = "PERSP"
@@ -99,14 +100,18 @@ def apply_look(scene: bpy.types.Scene, seed: int) -> dict:
     sh.show_shadows = bool(rng.random() < 0.4)
     if sh.show_shadows:
         sh.shadow_intensity = float(rng.uniform(0.2, 0.5))
-        scene.display.light_direction = tuple(Vector((rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.2),
-                                                      1.0)).normalized())
+        scene.display.light_direction = tuple(
+            Vector((rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.2), 1.0)).normalized()
+        )
     sh.show_cavity = False
     hsv = (rng.uniform(0, 1), rng.uniform(0.05, 0.6), rng.uniform(0.15, 0.9))
     rgb = _hsv_to_rgb(*hsv)
     scene.world.color = tuple(float(c) ** 2.2 for c in rgb)
-    jitter = {"distance": float(rng.uniform(2.95, 3.35)), "height": float(rng.uniform(-0.06, 0.06)),
-              "side": float(rng.uniform(-0.06, 0.06))}
+    jitter = {
+        "distance": float(rng.uniform(2.95, 3.35)),
+        "height": float(rng.uniform(-0.06, 0.06)),
+        "side": float(rng.uniform(-0.06, 0.06)),
+    }
     frame_camera(scene.camera, **jitter)
     return {"studio_light": light, "background_srgb": [float(c) for c in rgb], **jitter}
 
@@ -201,8 +206,9 @@ def project_points(scene: bpy.types.Scene, points_world: np.ndarray) -> np.ndarr
     cam = scene.camera
     w, h = scene.render.resolution_x, scene.render.resolution_y
     dg = bpy.context.evaluated_depsgraph_get()
-    proj = np.array(cam.calc_matrix_camera(dg, x=w, y=h, scale_x=scene.render.pixel_aspect_x,
-                                           scale_y=scene.render.pixel_aspect_y))
+    proj = np.array(
+        cam.calc_matrix_camera(dg, x=w, y=h, scale_x=scene.render.pixel_aspect_x, scale_y=scene.render.pixel_aspect_y)
+    )
     view = np.array(cam.matrix_world.inverted())
     pts = np.asarray(points_world, dtype=np.float64)
     hom = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,))], axis=-1)
@@ -288,9 +294,18 @@ def _read_png(path: str) -> np.ndarray:
     return np.round(arr * 255.0).astype(np.uint8)
 
 
-def render_frames(rig: HeadRig, perf: dict, *, size: int = 128, look_seed: int | None = 0,
-                  frame_start: int = 1, aa: str = "5", light: str = "STUDIO", cancel: Callable[[], bool] | None = None,
-                  progress: Callable[[int, int | None], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def render_frames(
+    rig: HeadRig,
+    perf: dict,
+    *,
+    size: int = 128,
+    look_seed: int | None = 0,
+    frame_start: int = 1,
+    aa: str = "5",
+    light: str = "STUDIO",
+    cancel: Callable[[], bool] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render ``perf`` on ``rig``: (frames uint8 [T,S,S,3], landmarks float32 [T,L,2], look info).
 
     The look dict also carries ``landmark_visible`` (bool [T,L], see :func:`landmark_visibility`).
@@ -346,8 +361,9 @@ def save_ground_truth(path: str | os.PathLike, gt: dict) -> None:
         np.savez(f, **gt)
 
 
-def render_clip(rig: HeadRig, perf: dict, out_path: str | os.PathLike, *, size: int = 128,
-                look_seed: int | None = 0, aa: str = "5") -> dict:
+def render_clip(
+    rig: HeadRig, perf: dict, out_path: str | os.PathLike, *, size: int = 128, look_seed: int | None = 0, aa: str = "5"
+) -> dict:
     """Render to ``out_path`` (.mp4, needs OpenCV) and write the ground truth beside it (same stem, .npz).
 
     The ground truth is written first and the video last, both atomically: a clip is complete when its

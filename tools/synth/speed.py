@@ -22,15 +22,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     R.reset_scene()
     rig = build_head(0, "semantic")
-    print(f"head build: {time.perf_counter() - t0:.2f} s; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"head build: {time.perf_counter() - t0:.2f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     perf = make_performance(0, args.frames)
     for aa in args.aa.split(","):
         t0, c0 = time.perf_counter(), time.process_time()
         R.render_frames(rig, perf, size=args.size, look_seed=0, aa=aa)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"aa={aa}: {args.frames / wall:.1f} frames/s wall, {args.frames / cpu:.1f} frames per CPU-second "
-              f"({args.size} px, keyframes + render + landmarks)")
+        print(
+            f"aa={aa}: {args.frames / wall:.1f} frames/s wall, {args.frames / cpu:.1f} frames per CPU-second "
+            f"({args.size} px, keyframes + render + landmarks)"
+        )
     return 0
 
 

@@ -144,3 +144,36 @@ def oracle_calibration(seed: int, size: int, fps: int) -> Calibration:
         pose_values=np.stack(turned).reshape(len(POSE_NAMES), 2, k, 2),
         meta={"pose_angle_deg": float(np.degrees(POSE_ANGLE))},
     )
+
+
+def baked_values(obj: object, name: str, frames: np.ndarray) -> np.ndarray:
+    """The baked shape key ``name`` of ``obj`` evaluated at scene ``frames`` (needs bpy)."""
+    from blender_fomm.anim import action_fcurves
+    from blender_fomm.shapekeys import shape_key_path
+
+    action = obj.data.shape_keys.animation_data.action
+    fc = next(f for f in action_fcurves(action) if f.data_path == shape_key_path(name))
+    return np.array([fc.evaluate(float(f)) for f in frames])
+
+
+def addon_scene(seed: int, clip_path: Path, fps: float, size: int) -> tuple[object, object]:
+    """A fresh scene with the add-on enabled and synthetic head ``seed`` (arbitrary key names) as the target of the
+    clip at ``clip_path``: no key reduction, the bake from frame 1. Returns the scene and the head's rig (needs bpy)."""
+    import importlib
+
+    import bpy
+
+    from tools.synth import make_test_character
+    from tools.synth.render import setup_scene
+
+    addon_utils = importlib.import_module("addon_utils")  # importable once bpy is
+    bpy.ops.wm.read_homefile(use_empty=True)
+    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
+    scene = setup_scene(size=size, fps=int(round(fps)))
+    rig = make_test_character(seed, naming="custom")
+    s = scene.fomm
+    s.target_object = rig.mesh
+    s.clip_path = str(clip_path)
+    s.tolerance = 0.0
+    s.start_frame = 1
+    return scene, rig

@@ -29,36 +29,9 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench._common import pearson  # noqa: E402
+from bench._common import addon_scene, baked_values, pearson  # noqa: E402
 from ml_core.retarget import remove_head_motion  # noqa: E402
-from tools.synth import CURVE_IDS, make_test_character, render_driving_clip  # noqa: E402
-from tools.synth.render import setup_scene  # noqa: E402
-
-
-def baked_values(obj, name: str, frames: np.ndarray) -> np.ndarray:
-    from blender_fomm.anim import action_fcurves
-    from blender_fomm.shapekeys import shape_key_path
-
-    action = obj.data.shape_keys.animation_data.action
-    fc = next(f for f in action_fcurves(action) if f.data_path == shape_key_path(name))
-    return np.array([fc.evaluate(float(f)) for f in frames])
-
-
-def addon_scene(seed: int, clip_path: Path, fps: float, size: int) -> tuple[bpy.types.Scene, object]:
-    """A fresh scene with the add-on enabled and head ``seed`` (arbitrary key names) as the target of the clip at
-    ``clip_path``: no key reduction, the bake from frame 1. Returns the scene and the head's rig."""
-    import addon_utils  # importable once bpy is
-
-    bpy.ops.wm.read_homefile(use_empty=True)
-    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
-    scene = setup_scene(size=size, fps=int(round(fps)))
-    rig = make_test_character(seed, naming="custom")
-    s = scene.fomm
-    s.target_object = rig.mesh
-    s.clip_path = str(clip_path)
-    s.tolerance = 0.0
-    s.start_frame = 1
-    return scene, rig
+from tools.synth import CURVE_IDS, render_driving_clip  # noqa: E402
 
 
 def bake_one(seed: int, clip_path: Path, camera_mode: str, fps: float, size: int) -> dict[str, np.ndarray]:

@@ -167,37 +167,18 @@ def face_box(video: Path, start: int, end: int, scale: float):
 # ------------------------------------------------------------------------------------------------ bake
 def bake(clip_path: Path, target_seed: int, fps: float, size: int = 256) -> dict[str, np.ndarray]:
     """Zero-shot bake of ``clip_path`` onto a synthetic character through the add-on (panel defaults)."""
-    import importlib
-
     import bpy
 
-    from blender_fomm.anim import action_fcurves
-    from blender_fomm.shapekeys import shape_key_path
+    from bench._common import addon_scene, baked_values
     from ml_core.clip import load_clip
-    from tools.synth import CURVE_IDS, make_test_character
-    from tools.synth.render import setup_scene
+    from tools.synth import CURVE_IDS
 
-    addon_utils = importlib.import_module("addon_utils")  # importable once bpy is
-    bpy.ops.wm.read_homefile(use_empty=True)
-    addon_utils.enable("blender_fomm", default_set=True, handle_error=None)
-    scene = setup_scene(size=size, fps=int(round(fps)))
-    rig = make_test_character(target_seed, naming="custom")
-    s = scene.fomm
-    s.target_object = rig.mesh
-    s.clip_path = str(clip_path)
-    s.tolerance = 0.0
-    s.start_frame = 1
+    scene, rig = addon_scene(target_seed, clip_path, fps, size)
     ret = bpy.ops.fomm.bake_shape_keys()
     if ret != {"FINISHED"}:
-        raise RuntimeError(f"bake failed: {ret} {s.last_report}")
-    n = load_clip(clip_path).num_frames
-    action = rig.mesh.data.shape_keys.animation_data.action
-    curves = {f.data_path: f for f in action_fcurves(action)}
-    out = {}
-    for sid in CURVE_IDS:
-        fc = curves[shape_key_path(rig.names[sid])]
-        out[sid] = np.array([fc.evaluate(float(f)) for f in range(1, n + 1)])
-    return out
+        raise RuntimeError(f"bake failed: {ret} {scene.fomm.last_report}")
+    frames = np.arange(1, load_clip(clip_path).num_frames + 1)
+    return {sid: baked_values(rig.mesh, rig.names[sid], frames) for sid in CURVE_IDS}
 
 
 # --------------------------------------------------------------------------------------------- drawing

@@ -40,7 +40,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (partial outputs are removed)."""
 
 
+_terminating = threading.Event()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature
+    if _terminating.is_set():
+        return  # a second SIGTERM must not interrupt the clean-up the first one started
+    _terminating.set()
     raise Terminated
 
 
@@ -49,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     old = None
     if threading.current_thread() is threading.main_thread():
+        _terminating.clear()
         old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args._run(args) or 0)

@@ -247,6 +247,10 @@ class EventWriter:
 
 
 _finished = threading.Event()
+# Set by the first cancellation (SIGTERM, SIGINT, a "cancel" line, stdin closing): later ones are ignored, because a
+# second KeyboardInterrupt raised while the first unwinds (e.g. inside threading.Condition.wait's lock restore) turns
+# into "RuntimeError: release unlocked lock" and the job would end as an internal error instead of cancelled.
+_cancelling = threading.Event()
 
 
 def _watch_stdin(stdin: IO[str]) -> None:
@@ -257,7 +261,7 @@ def _watch_stdin(stdin: IO[str]) -> None:
                 break
     except (OSError, ValueError):
         pass
-    if not _finished.is_set():
+    if not _finished.is_set() and not _cancelling.is_set():
         _thread.interrupt_main()
 
 
@@ -268,10 +272,14 @@ def serve(job_source: str, *, watch_stdin: bool = False, emit: EventWriter | Non
         emit.redirect()
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        if _cancelling.is_set():
+            return  # already unwinding from the first one
+        _cancelling.set()
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     _finished.clear()
+    _cancelling.clear()
     try:
         job = read_job(job_source)
         emit({"event": "start", "kind": job.KIND, "pid": os.getpid()})

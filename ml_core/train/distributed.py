@@ -49,8 +49,13 @@ def setup(device: torch.device) -> DistInfo:
     return DistInfo(rank, world, local, True)
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, finished: bool = False) -> None:
+    """Leave the process group. After a run every process finished (``finished``), the processes first meet at a
+    barrier, so that none closes its connections while another is still writing the last checkpoint; after an
+    error there is no barrier (the others may never arrive)."""
     if info.initialised_here and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -298,10 +298,13 @@ def train(
     if opts.threads:
         torch.set_num_threads(int(opts.threads))
     info = D.setup(device)
+    finished = False
     try:
-        return _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read_checkpoint)
+        result = _train(opts, cfg, tp, device, info, progress, cancel, log, build_model, read_checkpoint)
+        finished = True
+        return result
     finally:
-        D.teardown(info)
+        D.teardown(info, finished)
 
 
 def _train(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ FIXTURE_DIR = DATA / "fomm_reference"
 SPEC_DIR = DATA / "spec"
 TINY_CKPT = FIXTURE_DIR / "tiny-cpk.pth.tar"
 TINY_YAML = FIXTURE_DIR / "tiny.yaml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the suite however it was started. A shell starts a background job (``make test &``, nohup)
+    with SIGINT ignored; Python then leaves it ignored, children inherit that through exec, and every test of Ctrl-C
+    (a real SIGINT to a CLI process, the add-on's Cancel through ``_thread.interrupt_main``) would see nothing
+    happen. Handling it here gives this process Python's usual handler and its children the default one."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -177,3 +177,14 @@ def addon_scene(seed: int, clip_path: Path, fps: float, size: int) -> tuple[obje
     s.tolerance = 0.0
     s.start_frame = 1
     return scene, rig
+
+
+def use_model(cache_dir: Path, checkpoint: str | os.PathLike | None, config: str | os.PathLike | None) -> None:
+    """Point the add-on's worker (started by the benchmark's bakes) at ``cache_dir`` and at the model to measure:
+    ``checkpoint`` / ``config`` when given, else the shipped default model."""
+    os.environ["FOMM_CACHE_DIR"] = str(cache_dir)
+    for key, val in (("FOMM_CHECKPOINT", checkpoint), ("FOMM_CONFIG", config)):
+        if val:
+            os.environ[key] = str(Path(val).resolve())
+        else:
+            os.environ.pop(key, None)

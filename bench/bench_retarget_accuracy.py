@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench._common import addon_scene, baked_values, pearson  # noqa: E402
+from bench._common import addon_scene, baked_values, pearson, use_model  # noqa: E402
 from ml_core.retarget import remove_head_motion  # noqa: E402
 from tools.synth import CURVE_IDS, render_driving_clip  # noqa: E402
 
@@ -196,12 +195,7 @@ def main() -> int:
     from ml_core.extraction import choose_reference_frame
 
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ["FOMM_CACHE_DIR"] = str(args.out / "cache")
-    for key, val in (("FOMM_CHECKPOINT", args.checkpoint), ("FOMM_CONFIG", args.config)):
-        if val:
-            os.environ[key] = str(Path(val).resolve())
-        else:
-            os.environ.pop(key, None)
+    use_model(args.out / "cache", args.checkpoint, args.config)
 
     t0 = time.perf_counter()
     per_seed: dict = {}

@@ -41,6 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._common import use_model  # noqa: E402
+
 BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 SIGNALS = ("jaw", "blink", "brow", "smile")
 KEYS = {
@@ -282,13 +284,8 @@ def eval_video(args: argparse.Namespace) -> int:
         return fail(f"{video} is not a file")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["FOMM_CACHE_DIR"] = str(out / "cache")
     os.environ.setdefault("FOMM_WORKER_PYTHON", sys.executable)
-    for key, val in (("FOMM_CHECKPOINT", args.checkpoint), ("FOMM_CONFIG", args.config)):
-        if val:
-            os.environ[key] = str(Path(val).resolve())
-        else:
-            os.environ.pop(key, None)
+    use_model(out / "cache", args.checkpoint, args.config)
     t0 = time.perf_counter()
     ref = run_reference([video], out / f"ref_{video.stem}.npz", args.bench_python)
     lm, found = ref["landmarks"], ref["found"].astype(bool)

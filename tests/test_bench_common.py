@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench._common import read_section, replace_section, run_child, status_mib
@@ -35,3 +37,15 @@ def test_run_child_returns_its_last_json_line_or_raises():
     assert run_child(["-c", "print('noise'); print('{\"a\": 1}')"]) == {"a": 1}
     with pytest.raises(RuntimeError, match="boom"):
         run_child(["-c", "import sys; sys.exit('boom')"])
+
+
+def test_use_model_points_the_worker_at_the_model_or_the_default(tmp_path, monkeypatch):
+    from bench._common import use_model
+
+    monkeypatch.setenv("FOMM_CHECKPOINT", "/stale/model.safetensors")
+    monkeypatch.delenv("FOMM_CONFIG", raising=False)
+    config = tmp_path / "c.yaml"
+    use_model(tmp_path / "cache", None, config)
+    assert os.environ["FOMM_CACHE_DIR"] == str(tmp_path / "cache")
+    assert "FOMM_CHECKPOINT" not in os.environ  # the shipped default, not a stale choice
+    assert os.environ["FOMM_CONFIG"] == str(config.resolve())

@@ -59,6 +59,7 @@ DEFAULT_FPS = 30.0  # used only when neither timestamps nor the header give a us
 MAX_FRAME_SIDE = 16384
 MAX_FRAME_PIXELS = 50_000_000
 MAX_FPS = 10000.0  # high-speed cameras record up to a few thousand frames per second
+UNRELIABLE_TIMES = 0.01  # more frames than this fraction with missing/repeated timestamps: time them at the header rate
 
 _CONTAINERS = (  # magic bytes -> a name for error messages
     (4, b"ftyp", "an MP4/QuickTime video"),
@@ -343,8 +344,8 @@ class VideoReader:
         ts = frame.time
         rate = self.header_fps or DEFAULT_FPS
         if ts is None or not np.isfinite(ts) or (index > 0 and ts - self._t0 <= self._prev_t):
-            if index > 0 and not any("timestamps" in n for n in self.notes):
-                self.notes.append(f"frame {index} has a missing or repeated timestamp; its time is estimated")
+            if index > 0:
+                self._estimated += 1
             t = (self._prev_t + 1.0 / rate) if index > 0 else 0.0
         else:
             t = float(ts - self._t0)
@@ -372,6 +373,7 @@ class VideoReader:
             raise RuntimeError("VideoReader is closed")
         index = 0
         self._prev_t = 0.0
+        self._estimated = 0
         self._damaged = False
         frame, self._first = self._first, None
         gaps: list[float] = []
@@ -404,6 +406,8 @@ class VideoReader:
                     f"{self.path.name}: decoding stopped after {index}{of} frames (truncated or damaged?); "
                     "using the frames that decode"
                 )
+        if self._estimated and self._constant_rate_instead(index):
+            gaps = []
         if len(gaps) >= 2:
             g = np.asarray(gaps)
             if g.max() - g.min() > 0.25 * np.median(g) + 1e-4:
@@ -417,6 +421,20 @@ class VideoReader:
                 f"no frames selected: {self.path.name} has {total} decodable frames and the start frame is "
                 f"{self.start}; choose a start frame below {total}"
             )
+
+    def _constant_rate_instead(self, decoded: int) -> bool:
+        """After frames whose timestamps were missing or repeated: with more than :data:`UNRELIABLE_TIMES` of them
+        (AVI files with packed B-frames repeat or skip many) the timestamps are not trusted at all and every frame is
+        timed at the header's constant rate (True); a stray one keeps its estimate. One note either way."""
+        rate = self.header_fps or DEFAULT_FPS
+        what = f"{self._estimated} of {decoded} frames of {self.path.name} have a missing or repeated timestamp"
+        if self._estimated <= max(1, UNRELIABLE_TIMES * decoded):
+            self.notes.append(f"{what}: their times are estimated")
+            return False
+        self.times = [(self.start + k * self.step) / rate for k in range(len(self.times))]
+        self._last_index, self._last_ts = 0, 0.0  # fps: the header's
+        self.notes.append(f"{what}: the timestamps are ignored and frames are timed at the header's {rate:g} fps")
+        return True
 
     def read_all(self) -> list[np.ndarray]:
         """Every selected frame in a list (unbounded memory: for short clips and tests only)."""

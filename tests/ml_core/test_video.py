@@ -287,6 +287,47 @@ def test_variable_frame_rate_keeps_presentation_times(tmp_path):
     assert abs(int(got[9][-1, :, 1].mean()) - 180) < 12
 
 
+class _Retimed:
+    """A decoded frame with another timestamp (None: missing)."""
+
+    def __init__(self, frame, time: float | None) -> None:
+        self._frame = frame
+        self.time = time
+
+    def __getattr__(self, name):
+        return getattr(self._frame, name)
+
+
+def _reader_retimed(path, times: dict[int, float | None], **kwargs) -> VideoReader:
+    r = VideoReader(path, **kwargs)
+    r._frames = (_Retimed(f, times[i]) if i in times else f for i, f in enumerate(r._frames, start=1))
+    return r
+
+
+def test_many_missing_timestamps_mean_constant_rate(tmp_path):
+    """A file that loses the timestamps of many frames (Megamind.avi of OpenCV's samples: 161 of 270) is timed at its
+    header's constant rate, with one note, not as a variable-rate video with estimated gaps."""
+    path = tmp_path / "cfr.mp4"
+    write_video(path, [pattern(i) for i in range(40)], fps=25)
+    # as packed B-frames come out of an AVI: a frame carries the next one's time, which then repeats
+    r = _reader_retimed(path, {i: (i + 1) / 25.0 for i in range(1, 40, 2)}, start=4, step=3)
+    indices = [i for i, _ in r]
+    assert np.allclose(r.times, np.asarray(indices) / 25.0) and r.fps == 25.0
+    assert r.notes == [
+        "19 of 40 frames of cfr.mp4 have a missing or repeated timestamp: the timestamps are ignored and frames are "
+        "timed at the header's 25 fps"
+    ]
+
+
+def test_a_stray_missing_timestamp_is_estimated(tmp_path):
+    path = tmp_path / "cfr.mp4"
+    write_video(path, [pattern(i) for i in range(40)], fps=25)
+    r = _reader_retimed(path, {17: None})
+    r.read_all()
+    assert np.allclose(r.times, np.arange(40) / 25.0, atol=1e-6)
+    assert r.notes == ["1 of 40 frames of cfr.mp4 have a missing or repeated timestamp: their times are estimated"]
+
+
 def test_high_frame_rate_is_measured(tmp_path):
     path = write_av_video(tmp_path / "fast.mp4", [marker_frame(i) for i in range(6)], rate=1000.0)
     r = VideoReader(path)

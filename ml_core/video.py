@@ -406,9 +406,8 @@ class VideoReader:
                     f"{self.path.name}: decoding stopped after {index}{of} frames (truncated or damaged?); "
                     "using the frames that decode"
                 )
-        if self._estimated and self._constant_rate_instead(index):
-            gaps = []
-        if len(gaps) >= 2:
+        constant_rate = bool(self._estimated) and self._constant_rate_instead(index)
+        if not constant_rate and len(gaps) >= 2:
             g = np.asarray(gaps)
             if g.max() - g.min() > 0.25 * np.median(g) + 1e-4:
                 self.notes.append(

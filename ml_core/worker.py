@@ -261,8 +261,8 @@ def _watch_stdin(stdin: IO[str]) -> None:
                 break
     except (OSError, ValueError):
         pass
-    if not _finished.is_set() and not _cancelling.is_set():
-        _thread.interrupt_main()
+    if not _finished.is_set():
+        _thread.interrupt_main()  # runs serve's handler, which ignores it after an earlier cancellation
 
 
 def serve(job_source: str, *, watch_stdin: bool = False, emit: EventWriter | None = None) -> int:

@@ -231,6 +231,29 @@ def test_bad_input_one_line_exit_2_nothing_written(case, media, tmp_path, capfd)
     assert listing(media) == media_before
 
 
+def _animate_signalled(media, tmp_path, signal_name: str, extra: list[str]) -> subprocess.CompletedProcess:
+    """``animate`` (to x.mp4 and seq/ in ``tmp_path``, plus ``extra`` arguments) in a real process that sends itself
+    ``signal_name`` once the second batch is rendered (the first is on disk in the temporaries by then)."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import ml_core.animation as an
+        from ml_core.cli import main
+        real, calls = an._to_uint8, []
+        def to_uint8(frames):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.{signal_name})
+            return real(frames)
+        an._to_uint8 = to_uint8
+        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
+                       "-o", {str(tmp_path / "x.mp4")!r}, "-o", {str(tmp_path / "seq")!r},
+                       *{extra!r}, "--batch", "2", *{model_args(media)!r}]))
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
 def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     """A real process: the summary on success; SIGINT after frames were written exits 130 and leaves nothing."""
     ok = subprocess.run(
@@ -253,25 +276,7 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     assert ok.returncode == 0 and ok.stdout.startswith("wrote ") and ok.stderr == "", ok.stderr
     (tmp_path / "ok.mp4").unlink()
     # A real SIGINT once the second batch is rendered (the first is on disk in the temporaries by then).
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        import ml_core.animation as an
-        from ml_core.cli import main
-        real, calls = an._to_uint8, []
-        def to_uint8(frames):
-            calls.append(1)
-            if len(calls) == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-            return real(frames)
-        an._to_uint8 = to_uint8
-        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
-                       "-o", {str(tmp_path / "x.mp4")!r}, "-o", {str(tmp_path / "seq")!r},
-                       "--review", {str(tmp_path / "r.mp4")!r}, "--batch", "2",
-                       *{model_args(media)!r}]))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = _animate_signalled(media, tmp_path, "SIGINT", ["--review", str(tmp_path / "r.mp4")])
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"]
     assert list(tmp_path.iterdir()) == []
@@ -286,24 +291,7 @@ def test_sigterm_like_ctrl_c_and_stale_partials_cleared(media, tmp_path):
     (tmp_path / f".x.{dead}-0123abcd.partial.mp4").write_bytes(b"killed run")
     (tmp_path / f".seq.{dead}-0123abcd.partial").mkdir()
     (tmp_path / f".seq.{dead}-0123abcd.partial" / "preview_0001.png").write_bytes(b"png")
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        import ml_core.animation as an
-        from ml_core.cli import main
-        real, calls = an._to_uint8, []
-        def to_uint8(frames):
-            calls.append(1)
-            if len(calls) == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return real(frames)
-        an._to_uint8 = to_uint8
-        sys.exit(main(["animate", {str(media / "source.png")!r}, {str(media / "clip.npz")!r},
-                       "-o", {str(tmp_path / "x.mp4")!r}, "-o", {str(tmp_path / "seq")!r},
-                       "--batch", "2", *{model_args(media)!r}]))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = _animate_signalled(media, tmp_path, "SIGTERM", [])
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["terminated: nothing was written"]
     assert list(tmp_path.iterdir()) == []

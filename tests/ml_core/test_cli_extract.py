@@ -196,6 +196,26 @@ def test_device_not_available(device, msg, media, tmp_path, capfd):
     assert list(tmp_path.iterdir()) == []
 
 
+def _extract_signalled(media, out, signal_name: str) -> subprocess.CompletedProcess:
+    """``extract`` in a real process that sends itself ``signal_name`` while a batch is in the keypoint detector."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import ml_core.extraction as ex
+        from ml_core.cli import main
+        real = ex._infer
+        def infer(*a, **k):
+            os.kill(os.getpid(), signal.{signal_name})
+            return real(*a, **k)
+        ex._infer = infer
+        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
+                       "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
+                       "--config", {str(media / "tiny64.yaml")!r}]))
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
 def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     """A real process: the summary on success; SIGINT during inference exits 130 and leaves nothing."""
     out = tmp_path / "ok.npz"
@@ -220,22 +240,7 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
     assert ok.returncode == 0 and ok.stdout.startswith("wrote ") and ok.stderr == "", ok.stderr
     out.unlink()
     # Deliver a real SIGINT to the process while a batch is in the keypoint detector.
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        import ml_core.extraction as ex
-        from ml_core.cli import main
-        real = ex._infer
-        def infer(*a, **k):
-            os.kill(os.getpid(), signal.SIGINT)
-            return real(*a, **k)
-        ex._infer = infer
-        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
-                       "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
-                       "--config", {str(media / "tiny64.yaml")!r}]))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = _extract_signalled(media, out, "SIGINT")
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"]
     assert list(tmp_path.iterdir()) == []
@@ -244,22 +249,7 @@ def test_subprocess_end_to_end_and_ctrl_c(media, tmp_path):
 def test_sigterm_is_handled_like_ctrl_c(media, tmp_path):
     """What a farm scheduler sends: exit 130 with one line, no partial left (it used to exit 143 silently)."""
     out = tmp_path / "c.npz"
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        import ml_core.extraction as ex
-        from ml_core.cli import main
-        real = ex._infer
-        def infer(*a, **k):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return real(*a, **k)
-        ex._infer = infer
-        sys.exit(main(["extract", {str(media / "drive.mp4")!r}, "-o", {str(out)!r}, "--crop", "full",
-                       "--batch", "2", "--checkpoint", {str(TINY_CKPT)!r},
-                       "--config", {str(media / "tiny64.yaml")!r}]))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = _extract_signalled(media, out, "SIGTERM")
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["terminated: nothing was written"]
     assert list(tmp_path.iterdir()) == []

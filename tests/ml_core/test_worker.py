@@ -135,15 +135,12 @@ def long_video(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("how", ["sigterm", "stdin"])
-def test_cancel_mid_job_leaves_nothing(tmp_path, long_video, tiny_config, how):
-    import signal
-
-    out = tmp_path / "clip.npz"
+def _extract_job_running(tmp_path, long_video, tiny_config) -> tuple[subprocess.Popen, list[dict]]:
+    """A worker (watching stdin) running an extract job of the long video, once its first batch is done."""
     job = {
         "kind": "extract",
         "video": str(long_video),
-        "output": str(out),
+        "output": str(tmp_path / "clip.npz"),
         "checkpoint": str(TINY_CKPT),
         "config": tiny_config,
         "options": {"crop": "full"},
@@ -162,6 +159,14 @@ def test_cancel_mid_job_leaves_nothing(tmp_path, long_video, tiny_config, how):
         events.append(json.loads(line))
         if events[-1]["event"] == "progress" and events[-1]["done"]:
             break
+    return proc, events
+
+
+@pytest.mark.parametrize("how", ["sigterm", "stdin"])
+def test_cancel_mid_job_leaves_nothing(tmp_path, long_video, tiny_config, how):
+    import signal
+
+    proc, events = _extract_job_running(tmp_path, long_video, tiny_config)
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)
     else:
@@ -181,24 +186,8 @@ def test_cancel_twice_still_ends_cancelled(tmp_path, long_video, tiny_config):
     import signal
     import time
 
-    out = tmp_path / "clip.npz"
-    job = {"kind": "extract", "video": str(long_video), "output": str(out), "checkpoint": str(TINY_CKPT),
-           "config": tiny_config, "options": {"crop": "full"}}  # fmt: skip
     for attempt in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ml_core", "worker", "-", "--watch-stdin"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        proc.stdin.write(json.dumps(job) + "\n")
-        proc.stdin.flush()
-        events = []
-        for line in proc.stdout:
-            events.append(json.loads(line))
-            if events[-1]["event"] == "progress" and events[-1]["done"]:
-                break
+        proc, events = _extract_job_running(tmp_path, long_video, tiny_config)
         proc.stdin.write("cancel\n")  # the add-on's Cancel
         proc.stdin.flush()
         time.sleep(0.002 * attempt)

@@ -227,10 +227,14 @@ def eval_photos(args: argparse.Namespace) -> int:
         crop_square,
         face_box_from_detections,
         face_scale_for,
+        follow_boxes,
+        follow_face_for,
         full_frame_box,
     )
 
     bundle = load_model(args.checkpoint, args.config)
+    follow = args.crop == "follow" or (args.crop == "auto" and follow_face_for(bundle.config))
+    args.face_scale_given = args.face_scale
     if args.face_scale is None:  # the product's automatic box for this model
         args.face_scale = face_scale_for(bundle.config)
     detector = FaceDetector()
@@ -241,7 +245,11 @@ def eval_photos(args: argparse.Namespace) -> int:
             return fail(f"cannot read {path} as an image")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
-        box = face_box_from_detections([detector(rgb)], w, h, scale=args.face_scale) or full_frame_box(w, h)
+        face = detector(rgb)
+        if follow and face is not None and args.face_scale_given is None:  # one frame of a following crop
+            box = tuple(int(v) for v in follow_boxes([0], [face], 1)[0])
+        else:
+            box = face_box_from_detections([face], w, h, scale=args.face_scale) or full_frame_box(w, h)
         crop = crop_square(rgb, box, bundle.image_size)
         values, _ = detect(bundle, crop[None])
         kp = np.stack([box[0] + (values[0, :, 0] + 1) / 2 * box[2], box[1] + (values[0, :, 1] + 1) / 2 * box[2]], -1)
@@ -265,7 +273,8 @@ def eval_photos(args: argparse.Namespace) -> int:
         rows.append((path.name, box, frac, where))
         tiles.append(draw(rgb, kp, box, oval, f"{path.name}: {frac:.2f} inside"))
     sheet(tiles, args.out / "photos.png", cols=min(3, len(tiles)))
-    print(f"model: {args.checkpoint or 'shipped default model'}; face box scale {args.face_scale}")
+    framing = "following box (one frame)" if follow and args.face_scale_given is None else "steady box"
+    print(f"model: {args.checkpoint or 'shipped default model'}; {framing}, face box scale {args.face_scale}")
     print("\n| photograph | face box (x, y, size) | keypoints inside the FaceMesh face oval | FaceMesh on |")
     print("|---|---|---|---|")
     for name, box, frac, where in rows:
@@ -299,7 +308,7 @@ def eval_video(args: argparse.Namespace) -> int:
     results = []
     for si, (a, b) in enumerate(segs, 1):
         label = args.segments[si - 1] if args.segments else si
-        crop = "auto" if args.face_scale is None else tuple(face_box(video, a, b, args.face_scale))
+        crop = args.crop if args.face_scale is None else tuple(face_box(video, a, b, args.face_scale))
         clip = extract(str(video), model=bundle, crop=crop, start=a, end=b)
         clip_path = out / f"clip_{video.stem}_{label}.npz"
         clip.save(clip_path)
@@ -363,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="face box side / face size (default: the product's automatic box)",
+    )
+    ap.add_argument(
+        "--crop",
+        default="auto",
+        choices=["auto", "steady", "follow"],
+        help="the product's framing: auto (the model's choice), a steady box, or one that follows the face",
     )
     ap.add_argument("--segments", type=int, nargs="+", default=None, help="1-based segments to evaluate")
     ap.add_argument("--min-frames", type=int, default=24, help="shortest segment kept")

@@ -101,7 +101,9 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
     crop_mode: EnumProperty(
         name="Crop",
         items=[
-            ("AUTO", "Face", "Find the face and keep a steady square around it"),
+            ("AUTO", "Face", "Find the face and frame it as the model expects (the embedded models follow it)"),
+            ("FOLLOW", "Follow Face", "Crop every frame around the face where it is (head motion is kept)"),
+            ("STEADY", "Steady Face Box", "Find the face and keep one steady square around it"),
             ("FULL", "Full Frame", "The whole frame, padded to a square (never stretched)"),
             ("BOX", "Box", "A square box given in pixels"),
         ],

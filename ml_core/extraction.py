@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -30,16 +30,19 @@ from ml_core.clip import MotionClip
 from ml_core.errors import Cancelled, FommError
 from ml_core.filters import describe, smooth_motion, smoothing_params
 from ml_core.framing import (
+    FOLLOW_SMOOTH_S,
     CropBox,
     FaceDetector,
     crop_square,
     face_box_from_detections,
     face_scale_for,
+    follow_boxes,
+    follow_face_for,
     full_frame_box,
     user_box,
 )
 from ml_core.geometry import fit_similarity_batch
-from ml_core.jobs import DTYPES
+from ml_core.jobs import CROP_MODES, DTYPES
 from ml_core.video import VideoReader, sample_frames
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ __all__ = [
 
 Progress = Callable[[int, int | None], None]
 FACE_SAMPLES = 120  # frames sampled over the clip to place the automatic face box
+FOLLOW_RATE = 1.0  # when the crop follows the face: at least this many frames searched per second of video
 SEEK_STRIDE = 50  # sample the face by seeking when samples are this many frames apart (or more)
 MIN_FACE_FRACTION = 0.1  # fewer detections than this share of the samples are taken for false alarms
 MAX_BATCH = 4096  # frames per batch: more only costs memory (a 256-pixel batch of 4096 is 800 MB)
@@ -242,6 +246,43 @@ def rank_reference_frames(values: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- framing
+def _scan_faces(
+    video: str | os.PathLike,
+    start: int | None,
+    end: int | None,
+    step: int,
+    samples: int,
+    detector: Callable[[np.ndarray], tuple[int, int, int, int] | None],
+    cancel: Callable[[], bool] | None,
+) -> tuple[list[int], list[tuple[int, int, int, int] | None], tuple[int, int]]:
+    """Haar detections on about ``samples`` frames spread over the selection: ``(positions, detections, (w, h))``,
+    ``positions`` counting the selected frames from 0."""
+    first = start or 0
+    with VideoReader(video, start=start, end=end, step=step) as probe:
+        expected = probe.expected_count()
+        size = probe.size
+    stride = max(1, math.ceil((expected or samples) / samples))
+    if stride >= SEEK_STRIDE and expected is not None:
+        # Long selection: seek to the samples instead of decoding every frame in between.
+        frames: Iterable[tuple[int, np.ndarray]] = sample_frames(
+            video, [first + k * stride * step for k in range(math.ceil(expected / stride))]
+        )
+    else:
+        frames = VideoReader(video, start=start, end=end, step=step * stride)
+    positions: list[int] = []
+    detections = []
+    for index, frame in frames:
+        if cancel is not None and cancel():
+            raise Cancelled("extraction cancelled")
+        positions.append((int(index) - first) // step)
+        detections.append(detector(frame))
+    if not detections:  # seeking failed everywhere (odd file): read sequentially after all
+        for index, frame in VideoReader(video, start=start, end=end, step=step * stride):
+            positions.append((int(index) - first) // step)
+            detections.append(detector(frame))
+    return positions, detections, size
+
+
 def find_face_box(
     video: str | os.PathLike,
     *,
@@ -260,32 +301,64 @@ def find_face_box(
     than ``MIN_FACE_FRACTION`` of the samples count as false alarms (box None). ``scale``: the box side over
     the face size (default ``face_box_from_detections``'s; :func:`ml_core.framing.face_scale_for` gives a model's).
     """
-    detector = detector or FaceDetector()
-    with VideoReader(video, start=start, end=end, step=step) as probe:
-        expected = probe.expected_count()
-        width, height = probe.size
-    stride = max(1, math.ceil((expected or samples) / samples))
-    if stride >= SEEK_STRIDE and expected is not None:
-        # Long selection: seek to the samples instead of decoding every frame in between.
-        first = start or 0
-        frames: Iterable[tuple[int, np.ndarray]] = sample_frames(
-            video, [first + k * stride * step for k in range(math.ceil(expected / stride))]
-        )
-    else:
-        frames = VideoReader(video, start=start, end=end, step=step * stride)
-    detections = []
-    for _, frame in frames:
-        if cancel is not None and cancel():
-            raise Cancelled("extraction cancelled")
-        detections.append(detector(frame))
-    if not detections:  # seeking failed everywhere (odd file): read sequentially after all
-        for _, frame in VideoReader(video, start=start, end=end, step=step * stride):
-            detections.append(detector(frame))
+    _, detections, (width, height) = _scan_faces(video, start, end, step, samples, detector or FaceDetector(), cancel)
     found = sum(d is not None for d in detections)
     if found < MIN_FACE_FRACTION * len(detections):
         return None, found, len(detections)
     kwargs = {} if scale is None else {"scale": float(scale)}
     return face_box_from_detections(detections, width, height, **kwargs), found, len(detections)
+
+
+class _Framing(NamedTuple):
+    """How every sample is cropped: ``box`` (the clip's frame: keypoints are stored in its coordinates), ``mode``
+    (``clip.crop_mode``) and, when the crop follows the face, ``boxes`` [T,3] (each sample's own box)."""
+
+    box: CropBox
+    mode: str
+    boxes: np.ndarray | None = None
+
+
+def follow_samples(reader: VideoReader, step: int) -> int:
+    """Frames to search for the face when the crop follows it: :data:`FACE_SAMPLES`, or :data:`FOLLOW_RATE` per
+    second of the selection if that is more."""
+    fps = float(reader.fps or 0.0)
+    seconds = (reader.expected_count() or 0) * max(1, step) / fps if fps > 0 else 0.0
+    return max(FACE_SAMPLES, math.ceil(seconds * FOLLOW_RATE))
+
+
+def _find_face(
+    video: str | os.PathLike,
+    reader: VideoReader,
+    start: int | None,
+    end: int | None,
+    step: int,
+    cancel: Callable[[], bool] | None,
+    notes: list[str],
+    scale: float | None,
+    follow: bool,
+) -> _Framing:
+    """The automatic framing: one steady box around the face (and, with ``follow``, each sample's own box that
+    follows it); the full frame when no face is found."""
+    width, height = reader.size
+    samples = follow_samples(reader, step) if follow else FACE_SAMPLES
+    positions, detections, _ = _scan_faces(video, start, end, step, samples, FaceDetector(), cancel)
+    found, sampled = sum(d is not None for d in detections), len(detections)
+    kwargs = {} if scale is None else {"scale": float(scale)}
+    box = (
+        face_box_from_detections(detections, width, height, **kwargs) if found >= MIN_FACE_FRACTION * sampled else None
+    )
+    if box is None:
+        what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
+        notes.append(f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)")
+        return _Framing(full_frame_box(width, height), "full")
+    if found < sampled:
+        notes.append(f"face found in {found} of {sampled} sampled frames; the others keep the last good box")
+    if not follow:
+        return _Framing(box, "auto")
+    count = max(reader.expected_count() or 0, max(positions) + 1)
+    sigma = FOLLOW_SMOOTH_S * float(reader.fps or 0.0) / max(1, step)
+    boxes = follow_boxes(positions, detections, count, sigma=sigma)
+    return _Framing(box, "follow", boxes)
 
 
 def _resolve_crop(
@@ -298,28 +371,22 @@ def _resolve_crop(
     cancel: Callable[[], bool] | None,
     notes: list[str],
     log: Callable[[str], None] | None,
-    scale: float | None = None,
-) -> tuple[CropBox, str]:
+    config: dict | None = None,
+) -> _Framing:
     width, height = reader.size
     if isinstance(crop, str) and crop == "full":
-        return full_frame_box(width, height), "full"
-    if isinstance(crop, str) and crop == "auto":
+        return _Framing(full_frame_box(width, height), "full")
+    if isinstance(crop, str) and crop in ("auto", "follow", "steady"):
         if log is not None:
             log("looking for the face")
-        box, found, sampled = find_face_box(video, start=start, end=end, step=step, cancel=cancel, scale=scale)
-        if box is None:
-            what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
-            notes.append(f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)")
-            return full_frame_box(width, height), "full"
-        if found < sampled:
-            notes.append(f"face found in {found} of {sampled} sampled frames; the others keep the last good box")
-        return box, "auto"
-    return user_box(crop, width, height), "box"
+        follow = crop == "follow" or (crop == "auto" and follow_face_for(config))
+        return _find_face(video, reader, start, end, step, cancel, notes, face_scale_for(config), follow)
+    return _Framing(user_box(crop, width, height), "box")
 
 
 def _check_crop(crop: Any) -> None:
     if isinstance(crop, str):
-        if crop in ("auto", "full"):
+        if crop in CROP_MODES:
             return
         from ml_core.framing import parse_box
 
@@ -330,7 +397,9 @@ def _check_crop(crop: Any) -> None:
     except TypeError:
         ok = False
     if not ok:
-        raise FommError(f"crop must be 'auto', 'full' or (x, y, size) in whole pixels, got {crop!r}")
+        raise FommError(
+            f"crop must be 'auto', 'follow', 'steady', 'full' or (x, y, size) in whole pixels, got {crop!r}"
+        )
 
 
 # ------------------------------------------------------------------------------------------- pipeline
@@ -338,12 +407,14 @@ _DONE = object()
 
 
 def _batches(
-    reader: VideoReader, box: CropBox, size: int, batch_size: int, stop: threading.Event, depth: int = 2
+    reader: VideoReader, framing: _Framing, size: int, batch_size: int, stop: threading.Event, depth: int = 2
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Yield (frame indices, uint8 batch [B,S,S,3]) decoded on a background thread.
+    """Yield (frame indices, uint8 batch [B,S,S,3]) decoded on a background thread, each frame cropped by its
+    framing (the steady box, or its own box when the crop follows the face; past the last box, the last one).
 
     A yielded batch is only valid until the next one is asked for (its buffer is reused).
     """
+    boxes = framing.boxes
     q: queue.Queue = queue.Queue(maxsize=depth)
 
     def put(item: object) -> bool:
@@ -362,10 +433,11 @@ def _batches(
             ring = [np.empty((batch_size, size, size, 3), dtype=np.uint8) for _ in range(depth + 2)]
             slot = 0
             indices: list[int] = []
-            for index, frame in reader:
+            for n, (index, frame) in enumerate(reader):
                 if stop.is_set():
                     return
                 buf = ring[slot]
+                box = framing.box if boxes is None else boxes[min(n, len(boxes) - 1)]
                 # BGR frames: crop and shrink first, then convert only the small image
                 cv2.cvtColor(crop_square(frame, box, size), cv2.COLOR_BGR2RGB, dst=buf[len(indices)])
                 indices.append(index)
@@ -464,10 +536,20 @@ def _check_options(
     return smoothing
 
 
+def to_clip_frame(values: np.ndarray, boxes: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """Keypoints found in each sample's own crop ``boxes`` [B,3] (``values`` [B,K,2], -1..1 across that crop) in
+    the coordinates of the clip's steady ``box``. A square crop moved and scaled uniformly leaves the Jacobians
+    (local linear maps in the same coordinates on both sides) as they are."""
+    b = np.asarray(boxes, dtype=np.float64)
+    x, y, side = (float(v) for v in box)
+    corner = (b[:, None, :2] - [x, y]) / side * 2.0 - 1.0
+    return (corner + (np.asarray(values, np.float64) + 1.0) * (b[:, None, 2:3] / side)).astype(np.float32)
+
+
 def _detect_all(
     reader: VideoReader,
     bundle: ModelBundle,
-    box: CropBox,
+    framing: _Framing,
     batch_size: int,
     dtype: str,
     progress: Progress | None,
@@ -484,12 +566,16 @@ def _detect_all(
     if progress is not None:
         progress(0, total)
     stop = threading.Event()
-    with contextlib.closing(_batches(reader, box, size, batch_size, stop)) as batches:
+    with contextlib.closing(_batches(reader, framing, size, batch_size, stop)) as batches:
         for batch_indices, batch in batches:
             if cancel is not None and cancel():
                 raise Cancelled("extraction cancelled")
             blank.append(batch[:, ::4, ::4].reshape(len(batch), -1).std(axis=1) < BLANK_STD)
-            traj.add(batch_indices, *_infer(detector, device, batch, dtype))
+            values, jacobians = _infer(detector, device, batch, dtype)
+            if framing.boxes is not None:
+                rows = np.minimum(np.arange(traj.n, traj.n + len(batch)), len(framing.boxes) - 1)
+                values = to_clip_frame(values, framing.boxes[rows], framing.box)
+            traj.add(batch_indices, values, jacobians)
             if progress is not None:
                 done = traj.n
                 progress(done, total if total is not None and total >= done else None)
@@ -631,11 +717,14 @@ def extract(
 
     ``model`` is a loaded :class:`~ml_core.model.ModelBundle` to reuse (its device is used; inference
     runs on :func:`fast_detector`'s copy of its keypoint detector); otherwise
-    ``load_model(checkpoint, config, device)``. ``crop``: ``"auto"`` (one steady box around the face,
-    the full frame if there is none), ``"full"`` (the whole frame padded to a square) or ``(x, y, size)``
-    pixels. ``start``/``end`` (exclusive)/``step`` select video frames. ``reference_frame``: ``"auto"``
-    (:func:`_pick_reference`) or a video frame number among those extracted. ``smooth``: None
-    (raw) or a dict of One Euro parameters (:func:`ml_core.filters.smoothing_params`; ``{}`` = defaults).
+    ``load_model(checkpoint, config, device)``. ``crop``: ``"steady"`` (one steady box around the face, the
+    full frame if there is none), ``"follow"`` (each frame cropped around the face where it is, framed like the
+    model's training images; keypoints stored in the steady box's coordinates, so head motion is kept), ``"auto"``
+    (the model's choice: :func:`ml_core.framing.follow_face_for`), ``"full"`` (the whole frame padded to a
+    square) or ``(x, y, size)`` pixels. ``start``/``end`` (exclusive)/``step`` select video frames.
+    ``reference_frame``: ``"auto"`` (:func:`_pick_reference`) or a video frame number among those extracted.
+    ``smooth``: None (raw) or a dict of One Euro parameters (:func:`ml_core.filters.smoothing_params`;
+    ``{}`` = defaults).
     ``dtype``: ``"fp32"`` or ``"bf16"`` (autocast). ``progress(done, total)`` is called per batch
     (``total`` from the header, None if unknown); ``cancel()`` returning True stops with
     :class:`Cancelled`. ``log(line)`` receives stage messages and notes (e.g. a truncated file).
@@ -650,11 +739,10 @@ def extract(
 
             model = load_model(checkpoint, config, device)
         bundle = model
-        box, crop_mode = _resolve_crop(
-            crop, video, reader, start, end, step, cancel, notes, log, face_scale_for(bundle.config)
-        )
+        framing = _resolve_crop(crop, video, reader, start, end, step, cancel, notes, log, bundle.config)
+        box = framing.box
         _relay(notes, log)
-        traj, blank = _detect_all(reader, bundle, box, batch_size, dtype, progress, cancel)
+        traj, blank = _detect_all(reader, bundle, framing, batch_size, dtype, progress, cancel)
         fps, video_size, times = reader.fps, reader.size, np.asarray(reader.times[: traj.n], np.float64)
         notes.extend(reader.notes)
         _relay(reader.notes, log)
@@ -682,7 +770,7 @@ def extract(
         checkpoint_hash=str(bundle.checkpoint_hash),
         has_jacobians=has_jac,
         source_path=str(Path(video).resolve()),
-        crop_mode=crop_mode,
+        crop_mode=framing.mode,
         smoothing=smoothing_record,
         notes=tuple(notes),
     )

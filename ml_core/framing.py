@@ -26,6 +26,8 @@ __all__ = [
     "face_box_from_detections",
     "face_scale_for",
     "fill_gaps",
+    "follow_boxes",
+    "follow_face_for",
     "full_frame_box",
     "parse_box",
     "scan_faces",
@@ -41,6 +43,13 @@ Face = tuple[int, int, int, int]  # x, y, w, h of a detection, frame pixels
 # (bench/eval_real_footage.py, bench/RESULTS.md).
 FACE_SCALE = 1.8
 SYNTH_FACE_SCALE = 0.8
+# A box that follows the face (crop "follow"): its side over the Haar face size, with no allowance for motion. 1.0
+# frames a face like the tools/synth training renders (outer eye corners ~0.5-0.55 of the side on real video, measured
+# against FaceMesh; the renders: 0.53-0.62).
+FOLLOW_SCALE = 1.0
+# Gaussian smoothing of the following box's path (seconds; its size 3x slower): the Haar box jitters by a few pixels
+# from frame to frame, and a crop that jitters shakes the keypoints.
+FOLLOW_SMOOTH_S = 0.17
 
 
 class CropBox(NamedTuple):
@@ -240,6 +249,60 @@ def face_box_from_detections(
     centre_y = (y_lo + y_hi) / 2.0 + shift_y * face
     side = round(size)
     return CropBox(round(centre_x - side / 2.0), round(centre_y - side / 2.0), side)
+
+
+def follow_boxes(
+    positions: Sequence[int],
+    detections: Sequence[Face | None],
+    count: int,
+    *,
+    scale: float = FOLLOW_SCALE,
+    sigma: float = 0.0,
+    shift_y: float = 0.05,
+) -> np.ndarray | None:
+    """Square boxes [count, 3] (``x, y, size``, whole pixels) that follow the face over ``count`` samples.
+
+    ``detections[i]`` is the face found on sample ``positions[i]`` (None where none; positions increasing). A
+    detection that jumps away from its neighbours (a false alarm, another face) is outvoted by a running median over
+    5 detections; the centre and size are interpolated between detections (held before the first and after the
+    last) and smoothed with a Gaussian of ``sigma`` samples (the size with ``3 * sigma``). The side is ``scale``
+    times the face size, the centre moved down by ``shift_y`` of it (the Haar box sits high on the face), like
+    :func:`face_box_from_detections` but with no allowance for motion: the crop moves with the face instead.
+    Returns None when no face was found anywhere.
+    """
+    from scipy.ndimage import gaussian_filter1d, median_filter
+
+    found = [(int(p), d) for p, d in zip(positions, detections, strict=True) if d is not None]
+    if not found or count < 1:
+        return None
+    at = np.array([p for p, _ in found], dtype=np.float64)
+    f = np.array([d for _, d in found], dtype=np.float64)
+    tracks = [f[:, 0] + f[:, 2] / 2.0, f[:, 1] + f[:, 3] / 2.0, np.maximum(f[:, 2], f[:, 3])]
+    if len(found) >= 3:
+        tracks = [median_filter(v, size=min(5, len(v) - (1 - len(v) % 2)), mode="nearest") for v in tracks]
+    grid = np.arange(int(count), dtype=np.float64)
+    cx, cy, face = (np.interp(grid, at, v) for v in tracks)
+    if sigma > 0 and count > 1:
+        cx = gaussian_filter1d(cx, sigma, mode="nearest")
+        cy = gaussian_filter1d(cy, sigma, mode="nearest")
+        face = gaussian_filter1d(face, 3.0 * sigma, mode="nearest")
+    side = np.maximum(np.round(float(scale) * face), 8.0)
+    x = np.round(cx - side / 2.0)
+    y = np.round(cy + shift_y * face - side / 2.0)
+    return np.column_stack([x, y, side]).astype(np.int64)
+
+
+def follow_face_for(config: dict | None) -> bool:
+    """Whether crop "auto" follows the face for a model's configuration: ``dataset_params.face_box_follow`` when
+    the configuration names it, else True for the ``default-*`` configurations (trained on heads that fill the
+    frame, which a steady box cannot give a moving performer) and False for the others (head-and-shoulders crops)."""
+    cfg = config or {}
+    given = (cfg.get("dataset_params") or {}).get("face_box_follow")
+    if given is not None:
+        if not isinstance(given, bool):
+            raise FommError(f"dataset_params.face_box_follow must be true or false, got {given!r}")
+        return given
+    return str(cfg.get("name") or "").startswith("default-")
 
 
 def face_scale_for(config: dict | None) -> float:

@@ -25,7 +25,7 @@ from ml_core.errors import FommError
 
 DTYPES = ("fp32", "bf16")  # inference precision (extract, animate)
 MODES = ("relative", "absolute")  # how the preview moves the source (animate)
-CROP_MODES = ("auto", "full")  # named crops; else [x, y, size] pixels
+CROP_MODES = ("auto", "follow", "steady", "full")  # named crops; else [x, y, size] pixels
 MAX_BATCH_SIZE = 1024  # far above what fits a GPU at 256 px; a bigger number is a typo
 MAX_STEP = 1000
 DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)\Z", re.IGNORECASE)
@@ -101,7 +101,7 @@ def _check_crop(kind: str, crop: str | list[int]) -> None:
     if isinstance(crop, str):
         _check_choice(kind, "option crop", crop, CROP_MODES)
     elif len(crop) != 3 or crop[2] < 1 or min(crop[:2]) < 0:
-        raise _bad(kind, "option crop", "auto, full or [x, y, size] pixels (size 1 or more)", crop)
+        raise _bad(kind, "option crop", "auto, follow, steady, full or [x, y, size] pixels (size 1 or more)", crop)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--crop",
         default="auto",
-        metavar="auto|full|X,Y,SIZE",
-        help="auto: one steady box around the face (default); full: whole frame padded to a square; "
-        "X,Y,SIZE: a square box in pixels (may reach past the borders, which are padded)",
+        metavar="auto|follow|steady|full|X,Y,SIZE",
+        help="auto: the model's framing of the face (default; the embedded models follow it); follow: each frame "
+        "cropped around the face where it is; steady: one steady box around the face; full: whole frame padded to "
+        "a square; X,Y,SIZE: a square box in pixels (may reach past the borders, which are padded)",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch", default="16", metavar="N", help="frames per inference batch (default 16)")
@@ -84,9 +85,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     bounds)."""
     from ml_core.filters import parse_smooth
     from ml_core.framing import parse_box
+    from ml_core.jobs import CROP_MODES
 
     crop: str | tuple[int, int, int] = args.crop.strip().lower()
-    if crop not in ("auto", "full"):
+    if crop not in CROP_MODES:
         crop = tuple(parse_box(args.crop))
     batch = _int(args.batch, "--batch", 1)
     step = _int(args.step, "--step", 1)

@@ -17,6 +17,7 @@ from ml_core.extraction import (
     extract,
     fast_detector,
     find_face_box,
+    to_clip_frame,
 )
 from ml_core.framing import crop_square, full_frame_box
 from ml_core.video import VideoReader, write_video
@@ -217,6 +218,42 @@ def test_auto_crop_uses_the_models_face_scale(bundle, tmp_path):
     assert abs(tight.crop_box[2] / loose.crop_box[2] - 0.8 / 1.8) < 0.05
     centre = [(b[0] + b[2] / 2, b[1] + b[2] / 2) for b in (loose.crop_box, tight.crop_box)]
     assert np.abs(np.subtract(*centre)).max() <= 2  # same centre, only tighter
+
+
+def test_keypoints_of_a_following_crop_land_where_they_are_in_the_frame():
+    rng = np.random.default_rng(1)
+    steady = (40, -10, 300)
+    boxes = np.column_stack([rng.integers(0, 200, 5), rng.integers(-20, 100, 5), rng.integers(50, 250, 5)])
+    u = rng.uniform(-1, 1, (5, 7, 2)).astype(np.float32)
+    v = to_clip_frame(u, boxes, steady)
+    own = boxes[:, None, :2] + (u + 1) / 2 * boxes[:, None, 2:3]  # pixels, from each frame's own crop
+    clip = np.array(steady[:2]) + (v + 1) / 2 * steady[2]  # pixels, from the clip's steady box
+    assert v.dtype == np.float32 and np.abs(own - clip).max() < 1e-3
+
+
+def test_follow_crop_keeps_the_keypoints_on_a_moving_face(bundle, tmp_path):
+    # The face crosses the frame; the fixture's untrained network sees the same crop on every frame only when the
+    # crop follows the face, so its keypoints (mapped into the clip's steady box) move with the face.
+    xs = [150 + 6 * i for i in range(40)]
+    frames = [draw_face(np.full((240, 480, 3), (40, 60, 90), np.uint8), x, 120, 100) for x in xs]
+    path = tmp_path / "crossing.mp4"
+    write_video(path, frames, fps=25)
+    follow = extract(path, model=bundle, crop="follow")
+    steady = extract(path, model=bundle, crop="steady")
+    assert follow.crop_mode == "follow" and steady.crop_mode == "auto"
+    assert follow.crop_box == steady.crop_box  # the clip's frame is the steady box either way
+    offset = {name: clip.to_pixels()[:, :, 0].mean(axis=1) - xs for name, clip in (("f", follow), ("s", steady))}
+    inner = slice(8, 32)  # away from the ends, where the smoothed path is held
+    assert np.ptp(offset["f"][inner]) < 6.0  # moved 144 px with the face, to within a few pixels
+    assert np.ptp(offset["s"][inner]) > 3 * np.ptp(offset["f"][inner])
+    # the fixture's config names no framing: "auto" keeps the steady box; a config can ask to follow
+    assert extract(path, model=bundle, crop="auto").crop_mode == "auto"
+    ds = bundle.config.setdefault("dataset_params", {})
+    ds["face_box_follow"] = True
+    try:
+        assert extract(path, model=bundle, crop="auto").crop_mode == "follow"
+    finally:
+        del ds["face_box_follow"]
 
 
 def test_face_box_sampling_sequential_and_by_seeking(tmp_path):

@@ -13,6 +13,8 @@ from ml_core.framing import (
     crop_square,
     face_box_from_detections,
     fill_gaps,
+    follow_boxes,
+    follow_face_for,
     full_frame_box,
     parse_box,
     scan_faces,
@@ -222,3 +224,41 @@ def test_bad_face_box_scale_in_a_config_is_one_line(bad):
     with pytest.raises(FommError) as info:
         face_scale_for({"dataset_params": {"face_box_scale": bad}})
     assert str(info.value) == f"dataset_params.face_box_scale must be a positive number, got {bad!r}"
+
+
+def test_follow_boxes_interpolate_hold_and_scale():
+    # a face moving right by 2 px per sample, found on every 10th sample
+    positions = [0, 10, 20, 30]
+    dets = [(100 + 2 * p, 50, 40, 40) for p in positions]
+    boxes = follow_boxes(positions, dets, 41, scale=1.0, sigma=0.0, shift_y=0.0)
+    assert boxes.shape == (41, 3) and boxes.dtype == np.int64
+    centre_x = boxes[:, 0] + boxes[:, 2] / 2
+    assert np.allclose(centre_x[:31], 120 + 2 * np.arange(31), atol=0.5)  # interpolated between detections
+    assert np.all(centre_x[30:] == centre_x[30])  # held after the last one
+    assert np.all(boxes[:, 2] == 40) and np.all(boxes[:, 1] == 50)
+    wide = follow_boxes(positions, dets, 41, scale=1.5, sigma=0.0, shift_y=0.1)
+    assert np.all(wide[:, 2] == 60) and np.all(wide[:, 1] == 70 - 30 + 4)  # side 1.5 x face, moved down 0.1 face
+    assert follow_boxes(positions, [None] * 4, 41) is None
+    assert follow_boxes([], [], 41) is None
+
+
+def test_follow_boxes_outvote_a_false_alarm_and_smooth_the_jitter():
+    rng = np.random.default_rng(0)
+    positions = list(range(60))
+    dets = [(200 + int(rng.integers(-3, 4)), 100 + int(rng.integers(-3, 4)), 80, 80) for _ in positions]
+    dets[30] = (500, 300, 60, 60)  # another face, once
+    dets[31] = None  # and a miss
+    raw = follow_boxes(positions, dets, 60, sigma=0.0)
+    assert np.abs(raw[30, :2] - raw[29, :2]).max() < 10  # the false alarm moved nothing
+    smooth = follow_boxes(positions, dets, 60, sigma=4.0)
+    assert np.diff(smooth[:, 0]).std() < 0.5 * np.diff(raw[:, 0]).std()  # the jitter is damped
+
+
+def test_follow_face_for_the_models():
+    assert follow_face_for({"name": "default-64"}) is True  # trained on heads that fill the frame
+    assert follow_face_for({"name": "vox-256"}) is False  # head-and-shoulders crops: the steady box
+    assert follow_face_for(None) is False
+    assert follow_face_for({"name": "default-64", "dataset_params": {"face_box_follow": False}}) is False
+    assert follow_face_for({"name": "mine", "dataset_params": {"face_box_follow": True}}) is True
+    with pytest.raises(FommError, match=r"^dataset_params.face_box_follow must be true or false, got 'yes'$"):
+        follow_face_for({"dataset_params": {"face_box_follow": "yes"}})

@@ -140,7 +140,8 @@ BAD = [
     ),
     (
         {"kind": "extract", "video": "a.mp4", "output": "o.npz", "options": {"crop": [1, 2]}},
-        "the extract job's option crop must be auto, full or [x, y, size] pixels (size 1 or more), got [1, 2]",
+        "the extract job's option crop must be auto, follow, steady, full or [x, y, size] pixels (size 1 or more), "
+        "got [1, 2]",
     ),
     (
         {"kind": "extract", "video": "a.mp4", "output": "o.npz", "options": {"reference_frame": "first"}},

@@ -246,6 +246,10 @@ def test_follow_crop_keeps_the_keypoints_on_a_moving_face(bundle, tmp_path):
     inner = slice(8, 32)  # away from the ends, where the smoothed path is held
     assert np.ptp(offset["f"][inner]) < 6.0  # moved 144 px with the face, to within a few pixels
     assert np.ptp(offset["s"][inner]) > 3 * np.ptp(offset["f"][inner])
+    # a selection (start, step): each sample gets the box of its own frame
+    part = extract(path, model=bundle, crop="follow", start=4, step=3)
+    part_offset = part.to_pixels()[:, :, 0].mean(axis=1) - np.asarray(xs)[part.frame_indices]
+    assert part.crop_mode == "follow" and np.ptp(part_offset[3:9]) < 6.0
     # the fixture's config names no framing: "auto" keeps the steady box; a config can ask to follow
     assert extract(path, model=bundle, crop="auto").crop_mode == "auto"
     ds = bundle.config.setdefault("dataset_params", {})

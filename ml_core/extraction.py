@@ -302,11 +302,17 @@ def find_face_box(
     the face size (default ``face_box_from_detections``'s; :func:`ml_core.framing.face_scale_for` gives a model's).
     """
     _, detections, (width, height) = _scan_faces(video, start, end, step, samples, detector or FaceDetector(), cancel)
-    found = sum(d is not None for d in detections)
-    if found < MIN_FACE_FRACTION * len(detections):
-        return None, found, len(detections)
+    return _steady_box(detections, width, height, scale), sum(d is not None for d in detections), len(detections)
+
+
+def _steady_box(
+    detections: Sequence[tuple[int, int, int, int] | None], width: int, height: int, scale: float | None
+) -> CropBox | None:
+    """The steady box of a scan's detections; None when too few frames show a face (false alarms)."""
+    if sum(d is not None for d in detections) < MIN_FACE_FRACTION * len(detections):
+        return None
     kwargs = {} if scale is None else {"scale": float(scale)}
-    return face_box_from_detections(detections, width, height, **kwargs), found, len(detections)
+    return face_box_from_detections(detections, width, height, **kwargs)
 
 
 class _Framing(NamedTuple):
@@ -327,26 +333,20 @@ def follow_samples(reader: VideoReader, step: int) -> int:
 
 
 def _find_face(
-    video: str | os.PathLike,
+    scan: Callable[[int], tuple[list[int], list[Any]]],
     reader: VideoReader,
-    start: int | None,
-    end: int | None,
     step: int,
-    cancel: Callable[[], bool] | None,
     notes: list[str],
     scale: float | None,
     follow: bool,
 ) -> _Framing:
-    """The automatic framing: one steady box around the face (and, with ``follow``, each sample's own box that
-    follows it); the full frame when no face is found."""
+    """The automatic framing from ``scan(samples)`` (:func:`_scan_faces`' positions and detections): one steady box
+    around the face (and, with ``follow``, each sample's own box that follows it); the full frame when no face is
+    found."""
     width, height = reader.size
-    samples = follow_samples(reader, step) if follow else FACE_SAMPLES
-    positions, detections, _ = _scan_faces(video, start, end, step, samples, FaceDetector(), cancel)
+    positions, detections = scan(follow_samples(reader, step) if follow else FACE_SAMPLES)
     found, sampled = sum(d is not None for d in detections), len(detections)
-    kwargs = {} if scale is None else {"scale": float(scale)}
-    box = (
-        face_box_from_detections(detections, width, height, **kwargs) if found >= MIN_FACE_FRACTION * sampled else None
-    )
+    box = _steady_box(detections, width, height, scale)
     if box is None:
         what = f"no face in {sampled}" if found == 0 else f"a face in only {found} of {sampled}"
         notes.append(f"{what} sampled frames: using the full frame (give a crop box X,Y,SIZE to choose the region)")
@@ -380,7 +380,11 @@ def _resolve_crop(
         if log is not None:
             log("looking for the face")
         follow = crop == "follow" or (crop == "auto" and follow_face_for(config))
-        return _find_face(video, reader, start, end, step, cancel, notes, face_scale_for(config), follow)
+
+        def scan(samples: int) -> tuple[list[int], list[Any]]:
+            return _scan_faces(video, start, end, step, samples, FaceDetector(), cancel)[:2]
+
+        return _find_face(scan, reader, step, notes, face_scale_for(config), follow)
     return _Framing(user_box(crop, width, height), "box")
 
 

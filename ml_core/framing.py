@@ -26,6 +26,7 @@ __all__ = [
     "face_box_from_detections",
     "face_scale_for",
     "fill_gaps",
+    "backlash",
     "follow_boxes",
     "follow_face_for",
     "full_frame_box",
@@ -50,6 +51,9 @@ FOLLOW_SCALE = 1.0
 # Gaussian smoothing of the following box's path (seconds; its size 3x slower): the Haar box jitters by a few pixels
 # from frame to frame, and a crop that jitters shakes the keypoints.
 FOLLOW_SMOOTH_S = 0.17
+# The following box stays still while the face's centre stays within this fraction of the face size of it, and
+# moves only by what the face moves past that (a backlash): a crop that moves with every small motion costs blinks.
+FOLLOW_DEAD_BAND = 0.05
 
 
 class CropBox(NamedTuple):
@@ -259,13 +263,16 @@ def follow_boxes(
     scale: float = FOLLOW_SCALE,
     sigma: float = 0.0,
     shift_y: float = 0.05,
+    dead_band: float = FOLLOW_DEAD_BAND,
 ) -> np.ndarray | None:
     """Square boxes [count, 3] (``x, y, size``, whole pixels) that follow the face over ``count`` samples.
 
     ``detections[i]`` is the face found on sample ``positions[i]`` (None where none; positions increasing). A
     detection that jumps away from its neighbours (a false alarm, another face) is outvoted by a running median over
     5 detections; the centre and size are interpolated between detections (held before the first and after the
-    last) and smoothed with a Gaussian of ``sigma`` samples (the size with ``3 * sigma``). The side is ``scale``
+    last) and smoothed with a Gaussian of ``sigma`` samples (the size with ``3 * sigma``). The box's centre then
+    stays still while the face's centre stays within ``dead_band`` x the face size of it, and moves only by what the
+    face moves past that (:func:`backlash`). The side is ``scale``
     times the face size, the centre moved down by ``shift_y`` of it (the Haar box sits high on the face), like
     :func:`face_box_from_detections` but with no allowance for motion: the crop moves with the face instead.
     Returns None when no face was found anywhere.
@@ -286,10 +293,26 @@ def follow_boxes(
         cx = gaussian_filter1d(cx, sigma, mode="nearest")
         cy = gaussian_filter1d(cy, sigma, mode="nearest")
         face = gaussian_filter1d(face, 3.0 * sigma, mode="nearest")
+    if dead_band > 0:
+        cx = backlash(cx, dead_band * face)
+        cy = backlash(cy, dead_band * face)
     side = np.maximum(np.round(float(scale) * face), 8.0)
     x = np.round(cx - side / 2.0)
     y = np.round(cy + shift_y * face - side / 2.0)
     return np.column_stack([x, y, side]).astype(np.int64)
+
+
+def backlash(path: np.ndarray, band: np.ndarray | float) -> np.ndarray:
+    """``path`` [T] followed with play ``band`` (per sample or one value): the output starts at ``path[0]``, stays
+    still while ``path`` stays within ``band`` of it, and is dragged along by what ``path`` moves past that."""
+    path = np.asarray(path, dtype=np.float64)
+    band = np.broadcast_to(np.asarray(band, dtype=np.float64), path.shape)
+    out = np.empty_like(path)
+    held = float(path[0]) if len(path) else 0.0
+    for t, (p, b) in enumerate(zip(path.tolist(), band.tolist(), strict=True)):
+        held = min(max(held, p - b), p + b)
+        out[t] = held
+    return out
 
 
 def follow_face_for(config: dict | None) -> bool:

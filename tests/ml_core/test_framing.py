@@ -10,6 +10,7 @@ from ml_core.errors import FommError
 from ml_core.framing import (
     CropBox,
     FaceDetector,
+    backlash,
     crop_square,
     face_box_from_detections,
     fill_gaps,
@@ -230,13 +231,13 @@ def test_follow_boxes_interpolate_hold_and_scale():
     # a face moving right by 2 px per sample, found on every 10th sample
     positions = [0, 10, 20, 30]
     dets = [(100 + 2 * p, 50, 40, 40) for p in positions]
-    boxes = follow_boxes(positions, dets, 41, scale=1.0, sigma=0.0, shift_y=0.0)
+    boxes = follow_boxes(positions, dets, 41, scale=1.0, sigma=0.0, shift_y=0.0, dead_band=0.0)
     assert boxes.shape == (41, 3) and boxes.dtype == np.int64
     centre_x = boxes[:, 0] + boxes[:, 2] / 2
     assert np.allclose(centre_x[:31], 120 + 2 * np.arange(31), atol=0.5)  # interpolated between detections
     assert np.all(centre_x[30:] == centre_x[30])  # held after the last one
     assert np.all(boxes[:, 2] == 40) and np.all(boxes[:, 1] == 50)
-    wide = follow_boxes(positions, dets, 41, scale=1.5, sigma=0.0, shift_y=0.1)
+    wide = follow_boxes(positions, dets, 41, scale=1.5, sigma=0.0, shift_y=0.1, dead_band=0.0)
     assert np.all(wide[:, 2] == 60) and np.all(wide[:, 1] == 70 - 30 + 4)  # side 1.5 x face, moved down 0.1 face
     assert follow_boxes(positions, [None] * 4, 41) is None
     assert follow_boxes([], [], 41) is None
@@ -252,6 +253,21 @@ def test_follow_boxes_outvote_a_false_alarm_and_smooth_the_jitter():
     assert np.abs(raw[30, :2] - raw[29, :2]).max() < 10  # the false alarm moved nothing
     smooth = follow_boxes(positions, dets, 60, sigma=4.0)
     assert np.diff(smooth[:, 0]).std() < 0.5 * np.diff(raw[:, 0]).std()  # the jitter is damped
+
+
+def test_the_following_box_stays_still_for_small_motions():
+    # jitter of +-1.5 px around a still face: the box does not move
+    still = backlash(100.0 + 1.5 * np.sin(np.arange(50)), 2.0)
+    assert np.ptp(still) == 0.0
+    # a face moving 3 px a sample: the box follows at a constant lag of the band, and stays when the face stops
+    path = np.concatenate([np.full(5, 100.0), 100.0 + 3.0 * np.arange(1, 21), np.full(10, 160.0)])
+    moved = backlash(path, 2.0)
+    assert np.allclose(moved[8:25], path[8:25] - 2.0) and np.all(moved[25:] == 158.0)
+    # per-sample band (a fraction of the face size), and the boxes use it
+    assert np.allclose(backlash([0.0, 5.0, 5.0], [1.0, 4.0, 1.0]), [0.0, 1.0, 4.0])
+    dets = [(200 + (i % 2), 100, 80, 80) for i in range(20)]  # 1 px jitter, band 0.05 x 80 = 4 px
+    boxes = follow_boxes(list(range(20)), dets, 20, sigma=0.0)
+    assert np.ptp(boxes[:, 0]) == 0
 
 
 def test_follow_face_for_the_models():

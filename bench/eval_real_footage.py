@@ -228,13 +228,13 @@ def eval_photos(args: argparse.Namespace) -> int:
         face_box_from_detections,
         face_scale_for,
         follow_boxes,
-        follow_face_for,
+        follows_face,
         full_frame_box,
     )
 
     bundle = load_model(args.checkpoint, args.config)
-    follow = args.crop == "follow" or (args.crop == "auto" and follow_face_for(bundle.config))
-    args.face_scale_given = args.face_scale
+    # one frame of a following crop, unless a steady box's scale was asked for
+    follow = follows_face(args.crop, bundle.config) and args.face_scale is None
     if args.face_scale is None:  # the product's automatic box for this model
         args.face_scale = face_scale_for(bundle.config)
     detector = FaceDetector()
@@ -246,7 +246,7 @@ def eval_photos(args: argparse.Namespace) -> int:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         face = detector(rgb)
-        if follow and face is not None and args.face_scale_given is None:  # one frame of a following crop
+        if follow and face is not None:
             box = tuple(int(v) for v in follow_boxes([0], [face], 1)[0])
         else:
             box = face_box_from_detections([face], w, h, scale=args.face_scale) or full_frame_box(w, h)
@@ -273,7 +273,7 @@ def eval_photos(args: argparse.Namespace) -> int:
         rows.append((path.name, box, frac, where))
         tiles.append(draw(rgb, kp, box, oval, f"{path.name}: {frac:.2f} inside"))
     sheet(tiles, args.out / "photos.png", cols=min(3, len(tiles)))
-    framing = "following box (one frame)" if follow and args.face_scale_given is None else "steady box"
+    framing = "following box (one frame)" if follow else "steady box"
     print(f"model: {args.checkpoint or 'shipped default model'}; {framing}, face box scale {args.face_scale}")
     print("\n| photograph | face box (x, y, size) | keypoints inside the FaceMesh face oval | FaceMesh on |")
     print("|---|---|---|---|")

@@ -37,7 +37,7 @@ from ml_core.framing import (
     face_box_from_detections,
     face_scale_for,
     follow_boxes,
-    follow_face_for,
+    follows_face,
     full_frame_box,
     user_box,
 )
@@ -270,16 +270,18 @@ def _scan_faces(
     else:
         frames = VideoReader(video, start=start, end=end, step=step * stride)
     positions: list[int] = []
-    detections = []
-    for index, frame in frames:
-        if cancel is not None and cancel():
-            raise Cancelled("extraction cancelled")
-        positions.append((int(index) - first) // step)
-        detections.append(detector(frame))
-    if not detections:  # seeking failed everywhere (odd file): read sequentially after all
-        for index, frame in VideoReader(video, start=start, end=end, step=step * stride):
+    detections: list[tuple[int, int, int, int] | None] = []
+
+    def search(frames: Iterable[tuple[int, np.ndarray]]) -> None:
+        for index, frame in frames:
+            if cancel is not None and cancel():
+                raise Cancelled("extraction cancelled")
             positions.append((int(index) - first) // step)
             detections.append(detector(frame))
+
+    search(frames)
+    if not detections:  # seeking failed everywhere (odd file): read sequentially after all
+        search(VideoReader(video, start=start, end=end, step=step * stride))
     return positions, detections, size
 
 
@@ -324,7 +326,7 @@ class _Framing(NamedTuple):
     boxes: np.ndarray | None = None
 
 
-def follow_samples(reader: VideoReader, step: int) -> int:
+def _follow_samples(reader: VideoReader, step: int) -> int:
     """Frames to search for the face when the crop follows it: :data:`FACE_SAMPLES`, or :data:`FOLLOW_RATE` per
     second of the selection if that is more."""
     fps = float(reader.fps or 0.0)
@@ -344,7 +346,7 @@ def _find_face(
     around the face (and, with ``follow``, each sample's own box that follows it); the full frame when no face is
     found."""
     width, height = reader.size
-    positions, detections = scan(follow_samples(reader, step) if follow else FACE_SAMPLES)
+    positions, detections = scan(_follow_samples(reader, step) if follow else FACE_SAMPLES)
     found, sampled = sum(d is not None for d in detections), len(detections)
     box = _steady_box(detections, width, height, scale)
     if box is None:
@@ -379,7 +381,7 @@ def _resolve_crop(
     if isinstance(crop, str) and crop in ("auto", "follow", "steady"):
         if log is not None:
             log("looking for the face")
-        follow = crop == "follow" or (crop == "auto" and follow_face_for(config))
+        follow = follows_face(crop, config)
 
         def scan(samples: int) -> tuple[list[int], list[Any]]:
             return _scan_faces(video, start, end, step, samples, FaceDetector(), cancel)[:2]

@@ -22,13 +22,14 @@ from ml_core.errors import FommError
 __all__ = [
     "CropBox",
     "FaceDetector",
+    "backlash",
     "crop_square",
     "face_box_from_detections",
     "face_scale_for",
     "fill_gaps",
-    "backlash",
     "follow_boxes",
     "follow_face_for",
+    "follows_face",
     "full_frame_box",
     "parse_box",
     "scan_faces",
@@ -272,10 +273,9 @@ def follow_boxes(
     5 detections; the centre and size are interpolated between detections (held before the first and after the
     last) and smoothed with a Gaussian of ``sigma`` samples (the size with ``3 * sigma``). The box's centre then
     stays still while the face's centre stays within ``dead_band`` x the face size of it, and moves only by what the
-    face moves past that (:func:`backlash`). The side is ``scale``
-    times the face size, the centre moved down by ``shift_y`` of it (the Haar box sits high on the face), like
-    :func:`face_box_from_detections` but with no allowance for motion: the crop moves with the face instead.
-    Returns None when no face was found anywhere.
+    face moves past that (:func:`backlash`). The side is ``scale`` times the face size, the centre moved down by
+    ``shift_y`` of it (the Haar box sits high on the face), like :func:`face_box_from_detections` but with no
+    allowance for motion: the crop moves with the face instead. Returns None when no face was found anywhere.
     """
     from scipy.ndimage import gaussian_filter1d, median_filter
 
@@ -326,6 +326,12 @@ def follow_face_for(config: dict | None) -> bool:
             raise FommError(f"dataset_params.face_box_follow must be true or false, got {given!r}")
         return given
     return str(cfg.get("name") or "").startswith("default-")
+
+
+def follows_face(crop: object, config: dict | None) -> bool:
+    """Whether a crop setting (``"follow"``, or ``"auto"`` for a model that follows: :func:`follow_face_for`)
+    crops every frame around the face."""
+    return crop == "follow" or (crop == "auto" and follow_face_for(config))
 
 
 def face_scale_for(config: dict | None) -> float:

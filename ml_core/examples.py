@@ -15,6 +15,12 @@ every keyed channel and predicts every frame.
   from :data:`RBF_MIN_EXAMPLES` examples on a Gaussian (RBF) kernel whose width and regularisation are chosen by
   exact leave-one-out error (closed form: ``e_i / (1 - H_ii)`` with ``H = 11'/n + Kc (Kc + lam I)^-1``, ``Kc`` the
   centred kernel), taken only when it beats the linear map by a margin.
+- A prior (optional): where another solve already predicts a channel on every frame (calibration by rendering for
+  shape keys), the examples can teach what it misses instead of the whole map: the same ridge learns the residual
+  ``y - prior`` and the prediction is ``prior + residual``. Whether the prior is used is decided once per solve by
+  the exact leave-one-out error over the channels it covers (each normalised by its examples' spread): a prior that
+  does not predict the held-out examples better is dropped, so a poor calibration cannot make the bake worse than
+  the examples alone (measured on synthetic heads, see bench/RESULTS.md).
 - Outputs: clipped to each channel's bounds (shape-key slider range, a property's limits); quaternion channels are
   put in one hemisphere before the fit and normalised after it; angles are fitted as they are keyed (unwrapped by
   the caller). Each channel's leave-one-out error is reported, so the animator sees where an example is missing.
@@ -121,6 +127,7 @@ class ChannelFit:
     loo_rms: float
     loo_max: float
     spread: float  # standard deviation of the channel's example values
+    prior: bool = False  # learned as a correction of the prior (see solve_examples)
 
     @property
     def explained(self) -> bool:
@@ -137,6 +144,7 @@ class ExampleSolve:
 
     values: np.ndarray
     fits: list[ChannelFit]
+    prior_used: bool = False
 
     def unexplained(self) -> list[ChannelFit]:
         return [f for f in self.fits if not f.explained]
@@ -254,16 +262,19 @@ def _select_models(
 
 def _predict_channels(
     names: Sequence[str],
+    rows: np.ndarray,
     targets: np.ndarray,
     cache: dict[tuple, tuple[np.ndarray, np.ndarray]],
     best: list[tuple],
     lo: np.ndarray,
     hi: np.ndarray,
-    n_samples: int,
+    offset: np.ndarray,
 ) -> tuple[np.ndarray, list[ChannelFit]]:
     """Each channel's chosen model fitted on all examples and evaluated on every sample [T,C] (constant channels keep
-    their value), with its fit report (leave-one-out errors bounded as the bake is)."""
-    values = np.zeros((n_samples, len(names)))
+    their value), with its fit report (leave-one-out errors bounded as the bake is). ``offset`` [T,C]: the prior the
+    models were fitted as corrections of (``best``'s residuals are those of ``targets - offset[rows]``; zero where
+    there is none)."""
+    values = np.zeros(offset.shape)
     fits: list[ChannelFit] = []
     for c, name in enumerate(names):
         y = targets[:, c]
@@ -273,8 +284,11 @@ def _predict_channels(
             continue
         fset, model, width, reg, lam, res = best[c]
         kc, kt = cache[(fset, model, width)]
-        values[:, c] = _fit_predict(kc, kt, targets[:, c : c + 1], lam)[:, 0]
-        held_out = np.clip(y - res, lo[c], hi[c]) - y  # what the others predict, bounded as the bake is
+        base = offset[:, c]
+        values[:, c] = base + _fit_predict(kc, kt, (y - base[rows])[:, None], lam)[:, 0]
+        # what the others predict (the prior at the held-out frame plus the correction learned without it), bounded
+        # as the bake is: the residual of y - prior is the residual of y
+        held_out = np.clip(y - res, lo[c], hi[c]) - y
         fits.append(
             ChannelFit(
                 name=name,
@@ -285,6 +299,7 @@ def _predict_channels(
                 loo_rms=float(np.sqrt((held_out**2).mean())),
                 loo_max=float(np.abs(held_out).max()),
                 spread=float(y.std()),
+                prior=bool(np.any(base != 0.0)),
             )
         )
     return values, fits
@@ -302,6 +317,7 @@ def solve_examples(
     constant_ok: Sequence[bool] | None = None,
     kernels: str = "auto",
     head: Sequence[bool] | None = None,
+    prior: np.ndarray | None = None,
 ) -> ExampleSolve:
     """Learn each channel from the examples and predict every sample.
 
@@ -312,7 +328,10 @@ def solve_examples(
     otherwise (the unmoved components of a bone's keyed rotation, say); it then keeps that value. ``kernels``:
     "linear", "rbf", or "auto" (linear, and RBF too from :data:`RBF_MIN_EXAMPLES` examples on). ``head`` [C]
     marks head channels (the head bone, the object's transform): they learn from the expression and the head pose,
-    the others from the expression alone. Raises
+    the others from the expression alone. ``prior`` [T,C] (optional): another solve's prediction of each channel on
+    every sample (NaN columns where it has none, e.g. calibration by rendering for the shape keys): the examples then
+    learn its error, if that predicts the held-out examples better than learning the channels from scratch
+    (``ExampleSolve.prior_used``; module notes). Raises
     :class:`FommError` for too few examples, duplicates, non-finite values, refused constant channels.
     """
     rows = np.asarray(rows, dtype=np.int64).ravel()
@@ -328,15 +347,54 @@ def solve_examples(
     lo = np.full(len(names), -np.inf) if lower is None else np.nan_to_num(np.asarray(lower, float), nan=-np.inf)
     hi = np.full(len(names), np.inf) if upper is None else np.nan_to_num(np.asarray(upper, float), nan=np.inf)
     head_mask = np.zeros(len(names), bool) if head is None else np.asarray(head, bool)
+    offset = np.zeros((n_samples, len(names)))
     cache, best = _select_models(std, rows, targets, kernels, head_mask)
     if not cache:
         raise FommError("the clip's motion is flat: no feature changes over the clip; extract it again")
-    values, fits = _predict_channels(names, targets, cache, best, lo, hi, n_samples)
+    covered = _prior_columns(prior, n_samples, len(names), np.ptp(targets, axis=0) > 1e-9, quaternions)
+    prior_used = False
+    if covered.any():
+        assert prior is not None
+        offset_p = np.where(covered[None, :], np.nan_to_num(np.asarray(prior, np.float64)), 0.0)
+        _, best_p = _select_models(std, rows, targets - offset_p[rows], kernels, head_mask)
+        if _loo_score(best_p, targets, covered) < _loo_score(best, targets, covered):
+            offset, best, prior_used = offset_p, best_p, True
+    values, fits = _predict_channels(names, rows, targets, cache, best, lo, hi, offset)
     for group in quaternions:
         g = list(group)
         values[:, g] /= np.maximum(np.linalg.norm(values[:, g], axis=1, keepdims=True), 1e-12)
     values = np.clip(values, lo, hi)
-    return ExampleSolve(values=values, fits=fits)
+    return ExampleSolve(values=values, fits=fits, prior_used=prior_used)
+
+
+def _prior_columns(
+    prior: np.ndarray | None,
+    n_samples: int,
+    n_channels: int,
+    varies: np.ndarray,
+    quaternions: Sequence[Sequence[int]],
+) -> np.ndarray:
+    """[C] bool: the channels the prior predicts on every sample (finite everywhere), keyed with more than one value
+    and not part of a quaternion."""
+    if prior is None:
+        return np.zeros(n_channels, bool)
+    p = np.asarray(prior, dtype=np.float64)
+    if p.shape != (n_samples, n_channels):
+        raise FommError(f"the prior {p.shape} does not match {n_samples} samples x {n_channels} channels")
+    covered = np.all(np.isfinite(p), axis=0) & varies
+    for group in quaternions:
+        covered[list(group)] = False
+    return covered
+
+
+def _loo_score(best: list[tuple], targets: np.ndarray, columns: np.ndarray) -> float:
+    """Mean over ``columns`` of each channel's leave-one-out mean squared error over its examples' variance."""
+    scores = [
+        float(np.mean(best[c][5] ** 2)) / max(float(targets[:, c].var()), 1e-18)
+        for c in np.flatnonzero(columns)
+        if best[c]
+    ]
+    return float(np.mean(scores)) if scores else np.inf
 
 
 def spread_frames(poses: np.ndarray, count: int) -> np.ndarray:

@@ -211,3 +211,56 @@ def test_whitening_weighs_small_real_motions_alike_and_damps_jitter():
     assert np.isclose((z**2).sum(1).mean(), 1.0)
     assert var[1] / var[0] > 0.7  # whitened, it counts nearly as much
     assert var[2:].sum() < 0.01 * var[:2].sum()  # the jitter's directions stay small
+
+
+def _weak_examples():
+    """Four examples of three channels (too few to learn each map from scratch) and a calibration-like prior that
+    is right up to its gain, offset and noise."""
+    values, latent, _ = _performance()
+    blocks = example_features(values, None, 0)
+    rows = np.array([0, 37, 120, 233])
+    rng = np.random.default_rng(3)
+    prior = 0.7 * latent + 0.1 + rng.normal(0, 0.02, latent.shape)
+    return blocks, rows, latent, prior
+
+
+def test_a_good_prior_is_corrected_by_the_examples():
+    blocks, rows, latent, prior = _weak_examples()
+    names = ["jaw", "smile", "blink"]
+    alone = solve_examples(blocks, rows, latent[rows], names, lower=[0] * 3, upper=[1] * 3)
+    helped = solve_examples(blocks, rows, latent[rows], names, lower=[0] * 3, upper=[1] * 3, prior=prior)
+    assert helped.prior_used and not alone.prior_used
+    assert all(f.prior for f in helped.fits) and not any(f.prior for f in alone.fits)
+    for c in range(3):
+        r_alone, r_helped = _pearson(alone.values[:, c], latent[:, c]), _pearson(helped.values[:, c], latent[:, c])
+        # jaw and smile: 0.66 and 0.81 from the four examples alone; the blink is already right (0.998)
+        gain = 0.1 if c < 2 else -0.01
+        assert r_helped >= 0.95 and r_helped >= r_alone + gain, (names[c], r_alone, r_helped)
+    # the examples fix the prior's gain and offset: the prediction sits on the truth, not on the prior
+    assert np.abs(helped.values - latent).mean() < 0.5 * np.abs(prior - latent).mean()
+    assert helped.values.min() >= 0 and helped.values.max() <= 1
+
+
+def test_a_prior_that_does_not_predict_the_examples_is_dropped():
+    blocks, rows, latent, _ = _weak_examples()
+    rows = _spread_rows(len(latent), 8)
+    rows[2], rows[5] = 30 + np.argmax(latent[30:50, 2]), 180 + np.argmax(latent[180:200, 2])
+    names = ["jaw", "smile", "blink"]
+    alone = solve_examples(blocks, rows, latent[rows], names)
+    noise = np.random.default_rng(4).uniform(0, 1, latent.shape)
+    res = solve_examples(blocks, rows, latent[rows], names, prior=noise)
+    assert not res.prior_used
+    np.testing.assert_array_equal(res.values, alone.values)
+
+
+def test_prior_columns_of_nan_leave_their_channels_to_the_examples():
+    blocks, rows, latent, prior = _weak_examples()
+    names = ["jaw", "smile", "blink"]
+    partial = prior.copy()
+    partial[:, 1] = np.nan  # no prior for the smile
+    alone = solve_examples(blocks, rows, latent[rows], names)
+    res = solve_examples(blocks, rows, latent[rows], names, prior=partial)
+    assert res.prior_used and [f.prior for f in res.fits] == [True, False, True]
+    np.testing.assert_allclose(res.values[:, 1], alone.values[:, 1])
+    with pytest.raises(FommError, match="does not match 300 samples x 3 channels"):
+        solve_examples(blocks, rows, latent[rows], names, prior=prior[:, :2])

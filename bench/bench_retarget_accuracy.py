@@ -99,15 +99,17 @@ def examples_frames(gt: dict, count: int, picker: str) -> np.ndarray:
 
 
 def examples_bake(
-    seed: int, clip_path: Path, gt: dict, fps: float, size: int, rows: np.ndarray
+    seed: int, clip_path: Path, gt: dict, fps: float, size: int, rows: np.ndarray, prior: bool = True
 ) -> dict[str, np.ndarray]:
     """Bake from examples through the add-on: the same head built with arbitrary key names, the frames ``rows``
     keyed with the ground truth's values (``keyframe_insert``, as an animator would),
-    ``bpy.ops.fomm.bake_from_examples`` (panel defaults; channels the others cannot predict baked anyway; no key
+    ``bpy.ops.fomm.bake_from_examples`` (panel defaults: *Start from Calibration* on, which uses the calibration the
+    "auto" bake cached, unless ``prior`` is False; channels the others cannot predict baked anyway; no key
     reduction)."""
     scene, rig = addon_scene(seed, clip_path, fps, size)
     s = scene.fomm
     s.examples_unexplained = "BAKE"
+    s.examples_prior = prior
     curves = np.asarray(gt["curves"], dtype=float)
     ids = [str(c) for c in gt["curve_ids"]]
     key = rig.mesh.data.shape_keys
@@ -227,18 +229,19 @@ def main() -> int:
         jac = clip.jacobians if clip.has_jacobians else None
         landmarks = np.asarray(gt["landmarks"], dtype=np.float64)
         lm_ref = int(choose_reference_frame(landmarks.astype(np.float32)))
+        for cam in args.cameras:  # first: the examples start from the "auto" bake's calibration
+            entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
         for n in args.examples:
             for picker in ("spread", "peaks"):
                 rows = examples_frames(gt, n, picker)
                 col = f"examples {n} {picker}"
                 entry["baked"][col] = examples_bake(seed, clip_path, gt, fps, args.size, rows)
+                entry["baked"][f"{col} no prior"] = examples_bake(seed, clip_path, gt, fps, args.size, rows, False)
                 entry["baked"][f"{col} oracle"] = examples_offline(landmarks, None, lm_ref, gt, rows, "auto")
                 for kernels in ("linear", "rbf") if args.forced_kernels else ():
                     entry["baked"][f"{col} {kernels}"] = examples_offline(
                         clip.values, jac, clip.reference_frame, gt, rows, kernels
                     )
-        for cam in args.cameras:
-            entry["baked"][cam] = bake_one(seed, clip_path, cam, fps, args.size)
         per_seed[seed] = entry
 
     model = args.checkpoint or "shipped default model"
@@ -246,7 +249,7 @@ def main() -> int:
         f"model: {model}; seeds {args.seeds}, {args.frames} frames at {args.size} px; {time.perf_counter() - t0:.0f} s"
     )
     if args.examples:
-        kinds = ("", " oracle", *((" linear", " rbf") if args.forced_kernels else ()))
+        kinds = ("", " no prior", " oracle", *((" linear", " rbf") if args.forced_kernels else ()))
         cols = [f"examples {n} {p}{k}" for n in args.examples for p in ("spread", "peaks") for k in kinds]
         print_examples_table(per_seed, args.seeds, [*cols, "oracle", *args.cameras])
     print_tables(per_seed, args.seeds, args.cameras, args.out)

@@ -5,7 +5,9 @@ The examples are the keyframes on the target's own channels inside the clip's fr
 (its action) and the custom properties and transforms of the target object (its action); another action can be
 picked (``scene.fomm.examples_action``). :func:`bake_step` reads them, learns per channel a mapping from the clip's
 motion (:mod:`ml_core.examples`), and writes every such channel on every frame into a new action of this add-on
-(kind ``examples``), placed as chosen and reduced within the tolerance.
+(kind ``examples``), placed as chosen and reduced within the tolerance. Shape keys that Bake Shape Keys calibrated
+start from that calibration (*Start from Calibration*, :func:`calibration_prior`): the examples correct it, when
+leave-one-out says that predicts them better.
 
 The examples stay the animator's: their action is never changed. Baking unassigns it (it keeps a fake user) and
 remembers it on the ID (custom property ``fomm_examples``); the next bake reads it again. **Edit Examples**
@@ -26,8 +28,9 @@ import numpy as np
 from ml_core.clip import MotionClip
 from ml_core.errors import FommError
 from ml_core.examples import example_features, solve_examples
+from ml_core.retarget import solve_weights
 
-from . import anim, shapekeys
+from . import anim, calibration, shapekeys
 
 KIND = "examples"
 EXAMPLES_PROP = "fomm_examples"  # on an ID: the name of its examples action
@@ -244,6 +247,7 @@ class Solved:
     spread: float
     explained: bool
     model: str
+    prior: bool = False  # learned as a correction of the calibration
 
 
 def frame_features(clip: MotionClip, scene, start: int, settings) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -287,10 +291,52 @@ def is_head_channel(channel: Channel, head_bone: str) -> bool:
     return bool(prefix) and path.startswith(prefix) and path[len(prefix) :] in _TRANSFORMS
 
 
+def calibration_prior(scene, clip: MotionClip, frames: np.ndarray) -> tuple[dict[tuple[str, str], np.ndarray], str]:
+    """The shape keys' calibration bake as a prior for their examples: ``{(Key name, data path): values per scene
+    frame}`` from the calibration Bake Shape Keys made for ``scene.fomm.target_object`` (the panel's keys, camera,
+    size and model; nothing is rendered here), and a note when there is none to use."""
+    from .pipeline import _same_model, plan_calibration, selected_keys, solve_options
+    from .prefs import worker_settings
+
+    s = scene.fomm
+    obj = s.target_object
+    key = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
+    if not s.examples_prior or key is None or not selected_keys(s, obj):
+        return {}, ""
+    ws = worker_settings()
+    try:
+        plan = plan_calibration(scene, ws)
+    except FommError:
+        return {}, ""
+    calib = calibration.cached(ws.cache_dir, plan.key)
+    if calib is None:
+        return {}, "no calibration of these shape keys yet (Bake Shape Keys makes one to start from)"
+    if not _same_model(calib, clip):
+        return {}, "the calibration was made with another model than the clip's"
+    res = solve_weights(
+        calib,
+        clip.values,
+        clip.jacobians if clip.has_jacobians else None,
+        clip.reference_frame,
+        keys=plan.names,
+        options=solve_options(s),
+    )
+    at, weights = shapekeys.clip_to_frames(clip.times, res.weights, scene, int(s.start_frame))
+    if not np.array_equal(at, frames):
+        return {}, ""
+    return {(key.name, shapekeys.shape_key_path(n)): weights[:, i] for i, n in enumerate(plan.names)}, ""
+
+
 def solve(
-    sources: list[Source], frames: np.ndarray, blocks: dict[str, np.ndarray], head_bone: str = ""
+    sources: list[Source],
+    frames: np.ndarray,
+    blocks: dict[str, np.ndarray],
+    head_bone: str = "",
+    prior: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> list[Solved]:
-    """Learn every channel; channels keyed on the same frames are solved together (one set of examples)."""
+    """Learn every channel; channels keyed on the same frames are solved together (one set of examples).
+    ``prior``: per (ID name, data path) a prediction per frame the examples may correct (:func:`calibration_prior`)."""
+    prior = prior or {}
     channels = [c for s in sources for c in s.channels]
     groups: dict[tuple, list[Channel]] = defaultdict(list)
     for c in channels:
@@ -299,6 +345,8 @@ def solve(
     out: list[Solved] = []
     for key, members in groups.items():
         rows = np.asarray(key, dtype=np.int64) - first
+        nan = np.full(len(frames), np.nan)
+        columns = [prior.get((c.id_data.name, c.data_path), nan) if c.index == 0 else nan for c in members]
         res = solve_examples(
             blocks,
             rows,
@@ -309,9 +357,12 @@ def solve(
             quaternions=_quaternion_groups(members),
             constant_ok=[c.array for c in members],
             head=[is_head_channel(c, head_bone) for c in members],
+            prior=np.stack(columns, axis=1) if any(np.isfinite(col).all() for col in columns) else None,
         )
         for i, (c, fit) in enumerate(zip(members, res.fits, strict=True)):
-            out.append(Solved(c, res.values[:, i], fit.loo_max, fit.loo_rms, fit.spread, fit.explained, fit.model))
+            out.append(
+                Solved(c, res.values[:, i], fit.loo_max, fit.loo_rms, fit.spread, fit.explained, fit.model, fit.prior)
+            )
     return out
 
 
@@ -473,7 +524,8 @@ def bake_examples(scene, clip: MotionClip) -> str:
     check_bakes_unchanged(scene)
     sources = read_examples(scene, int(frames[0]), int(frames[-1]))
     check_clip_model(sources, clip, s.examples_accept_model)
-    solved_all = solve(sources, frames, blocks, s.head_bone)
+    prior, prior_note = calibration_prior(scene, clip, frames)
+    solved_all = solve(sources, frames, blocks, s.head_bone, prior)
     solved = _handle_unexplained(solved_all, s.examples_unexplained)
     actions = write(sources, solved, frames, s, clip)
     skipped = [x for x in solved_all if x not in solved]
@@ -481,6 +533,13 @@ def bake_examples(scene, clip: MotionClip) -> str:
     n_examples = len({int(f) for src in sources for c in src.channels for f in c.frames})
     worst = max(solved, key=lambda x: x.loo_max / max(x.spread, 1e-12))
     note = f"; skipped {len(skipped)} the motion cannot explain" if skipped else ""
+    keyed_keys = [x for x in solved_all if (x.channel.id_data.name, x.channel.data_path) in prior]
+    if any(x.prior for x in solved):
+        note += f"; {sum(x.prior for x in solved)} shape keys started from the calibration"
+    elif keyed_keys:
+        note += "; the calibration predicted the examples no better: learned from the examples alone"
+    elif prior_note and any(isinstance(x.channel.id_data, bpy.types.Key) for x in solved):
+        note += f"; {prior_note}"
     return (
         f"baked {len(solved)} channels from {n_examples} example frames over {len(frames)} frames into "
         f"{', '.join(repr(a) for a in actions)}; least sure: {worst.channel.label}, each example predicted "

@@ -284,6 +284,15 @@ class FOMM_PG_settings(bpy.types.PropertyGroup):
         default="STOP",
         description="What to do with a keyed channel whose examples the others cannot predict",
     )
+    examples_prior: BoolProperty(
+        name="Start from Calibration",
+        default=True,
+        description=(
+            "Shape keys: start from the calibration by rendering that Bake Shape Keys made for this character, and "
+            "learn from the examples what it misses (used only when it predicts the examples better than they "
+            "predict each other)"
+        ),
+    )
     examples_accept_model: BoolProperty(
         name="Accept Another Model",
         default=False,

@@ -190,6 +190,7 @@ class FOMM_PT_examples(_Panel, bpy.types.Panel):
         col.use_property_split = True
         col.prop(s, "examples_action")
         col.prop(s, "examples_unexplained")
+        col.prop(s, "examples_prior")
         col.prop(s, "examples_accept_model")
         row = layout.row(align=True)
         row.operator("fomm.bake_from_examples", icon="KEYFRAME_HLT")

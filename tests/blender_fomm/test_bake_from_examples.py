@@ -449,3 +449,64 @@ def test_other_animation_in_the_examples_action_keeps_playing(oracle):
         assert tuple(a.co) == tuple(b.co) and tuple(a.handle_right) == tuple(b.handle_right)
         assert a.interpolation == b.interpolation
     assert copied.evaluate(-12.0) == pytest.approx(original.evaluate(-12.0))
+
+
+def _calibrated_face(oracle, made_by: str):
+    """Head SEED in a fresh scene with the calibration Bake Shape Keys would have cached for it, made from perfect
+    keypoints (the clip's model, "landmarks", or ``made_by``); returns (mesh, calibration's key names, perf)."""
+    from bench._common import oracle_calibration
+    from blender_fomm import calibration
+    from blender_fomm.pipeline import plan_calibration
+    from blender_fomm.prefs import worker_settings
+
+    path, perf = oracle
+    calib = oracle_calibration(SEED, 128, 25)  # leaves a fresh scene holding the head (arbitrary key names)
+    scene = bpy.context.scene
+    mesh = next(o for o in scene.objects if o.type == "MESH" and o.data.shape_keys)
+    s = scene.fomm
+    s.target_object, s.camera_object, s.clip_path = mesh, scene.camera, str(path)
+    s.tolerance, s.start_frame = 0.0, 1
+    scene.render.fps = 25
+    ws = worker_settings()
+    calib.meta["checkpoint_hash"] = made_by
+    calib.save(calibration.cache_dir_for(ws.cache_dir, plan_calibration(scene, ws).key) / calibration.CALIBRATION_FILE)
+    return mesh, calib.key_names, perf
+
+
+def _bake_four_examples(mesh, names, perf, prior: bool) -> tuple[float, str]:
+    """Key four spread-out frames of every shape key, bake from examples; mean r over the keys that move."""
+    curves = _curves(perf)
+    gt = np.stack([curves[sid] for sid in CURVE_IDS], axis=1)  # the calibration's keys are in CURVE_IDS order
+    frames = spread_frames(gt, 4) + 1
+    key = mesh.data.shape_keys
+    for f in frames:
+        for i, name in enumerate(names):
+            key.key_blocks[name].value = float(gt[f - 1, i])
+            key.key_blocks[name].keyframe_insert("value", frame=int(f))
+    s = bpy.context.scene.fomm
+    s.examples_prior, s.examples_unexplained = prior, "BAKE"
+    assert bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT") == {"FINISHED"}
+    all_frames = np.arange(1, FRAMES + 1)
+    rs = [
+        _pearson(_evaluate(key, shape_key_path(name), 0, all_frames), gt[:, i])
+        for i, name in enumerate(names)
+        if np.ptp(gt[frames - 1, i]) > 0 and np.ptp(gt[:, i]) > 0
+    ]
+    return float(np.mean(rs)), s.last_report
+
+
+def test_shape_keys_start_from_the_calibration(oracle):
+    mesh, names, perf = _calibrated_face(oracle, "landmarks")
+    alone, report_alone = _bake_four_examples(mesh, names, perf, prior=False)
+    assert "calibration" not in report_alone
+    assert bpy.ops.fomm.edit_examples("EXEC_DEFAULT") == {"FINISHED"}
+    helped, report = _bake_four_examples(mesh, names, perf, prior=True)
+    assert f"{len(names)} shape keys started from the calibration" in report
+    assert helped >= 0.9 and helped >= alone + 0.05, (alone, helped)
+
+
+def test_a_calibration_of_another_model_is_not_a_prior(oracle):
+    mesh, names, perf = _calibrated_face(oracle, "another-model")
+    r, report = _bake_four_examples(mesh, names, perf, prior=True)
+    assert "the calibration was made with another model than the clip's" in report
+    assert "started from the calibration" not in report

@@ -15,7 +15,10 @@ the least to the widest opening, no two within ``--min-gap`` frames), at the val
 scaled to [0, 1] over the clip). ``ml_core.examples.solve_examples`` learns the jaw from the clip's motion as the
 add-on's Bake from Examples does (features of ``example_features``, panel defaults, bounds [0, 1]). Score: Pearson r
 between the learned curve and the lip gap on the frames that are not examples (and where FaceMesh found the face).
-Prints a Markdown table.
+Prints a Markdown table. ``--prior``: the examples start from the calibration (*Start from Calibration*): the clip is
+first baked zero-shot onto the synthetic character of issue 13's tool (``bench/eval_real_footage.bake``: calibration
+by rendering, panel defaults) and its jaw curve is the prior the examples correct, as the add-on does when that
+character's shape keys were calibrated.
 """
 
 from __future__ import annotations
@@ -52,7 +55,22 @@ def openings_frames(gap: np.ndarray, usable: np.ndarray, count: int, min_gap: in
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
-def evaluate(clip_path: Path, gap_video: np.ndarray, found_video: np.ndarray, count: int, min_gap: int) -> dict:
+def calibration_jaw(clip_path: Path, target_seed: int) -> np.ndarray:
+    """The jaw curve of the clip's zero-shot bake (calibration by rendering) onto synthetic head ``target_seed``."""
+    from bench.eval_real_footage import bake
+    from ml_core.clip import load_clip
+
+    return np.asarray(bake(clip_path, target_seed, load_clip(clip_path).fps)["jaw_open"], dtype=float)
+
+
+def evaluate(
+    clip_path: Path,
+    gap_video: np.ndarray,
+    found_video: np.ndarray,
+    count: int,
+    min_gap: int,
+    prior: np.ndarray | None = None,
+) -> dict:
     from ml_core.clip import load_clip
     from ml_core.examples import example_features, solve_examples
 
@@ -66,7 +84,15 @@ def evaluate(clip_path: Path, gap_video: np.ndarray, found_video: np.ndarray, co
     keyed = (gap[rows] - lo) / (hi - lo)
     jac = clip.jacobians if clip.has_jacobians else None
     blocks = example_features(clip.values, jac, clip.reference_frame)
-    res = solve_examples(blocks, rows, keyed[:, None], ["jaw_open"], lower=[0.0], upper=[1.0])
+    res = solve_examples(
+        blocks,
+        rows,
+        keyed[:, None],
+        ["jaw_open"],
+        lower=[0.0],
+        upper=[1.0],
+        prior=None if prior is None else prior[:, None],
+    )
     jaw = res.values[:, 0]
     held = found.copy()
     held[rows] = False
@@ -77,6 +103,8 @@ def evaluate(clip_path: Path, gap_video: np.ndarray, found_video: np.ndarray, co
         "r": pearson(jaw[held], gap[held]),
         "held": int(held.sum()),
         "loo_max": res.fits[0].loo_max,
+        "prior_used": res.prior_used,
+        "prior_r": None if prior is None else pearson(prior[held], gap[held]),
     }
 
 
@@ -86,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=Path, nargs="+", required=True, help="motion clips of segments of that video")
     ap.add_argument("--examples", type=int, default=8, help="example frames per clip")
     ap.add_argument("--min-gap", type=int, default=2, help="fewest frames between two examples")
+    ap.add_argument("--prior", action="store_true", help="start from the clip's zero-shot calibration bake")
+    ap.add_argument("--target-seed", type=int, default=23, help="the synthetic character of the calibration bake")
+    ap.add_argument("--cache", type=Path, default=REPO / "bench" / "out" / "real" / "cache", help="calibration cache")
     args = ap.parse_args(argv)
     for path in (args.reference, *args.clips):
         if not path.is_file():
@@ -97,17 +128,37 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         landmarks, found = z["landmarks"], z["found"].astype(bool)
     gap = lip_gap(landmarks)
+    if args.prior:
+        import os
+
+        from bench._common import use_model
+
+        os.environ.setdefault("FOMM_WORKER_PYTHON", sys.executable)
+        use_model(args.cache.resolve(), None, None)
     try:
-        results = [evaluate(c, gap, found, args.examples, args.min_gap) for c in args.clips]
+        results = [
+            evaluate(
+                c,
+                gap,
+                found,
+                args.examples,
+                args.min_gap,
+                calibration_jaw(c.resolve(), args.target_seed) if args.prior else None,
+            )
+            for c in args.clips
+        ]
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"reference {args.reference.name}; {args.examples} examples per clip\n")
-    print("| clip | video frames | example frames | r, jaw vs lip gap (frames not examples) | frames scored |")
-    print("|---|---|---|---|---|")
+    head = "| clip | video frames | example frames | r, jaw vs lip gap (frames not examples) | frames scored |"
+    extra = " calibration alone, same frames | calibration used |" if args.prior else ""
+    print(head + extra)
+    print("|---|---|---|---|---|" + ("---|---|" if args.prior else ""))
     for r in results:
         ex = ", ".join(map(str, r["examples"]))
-        print(f"| {r['clip']} | {r['frames'][0]}-{r['frames'][1]} | {ex} | {r['r']:.3f} | {r['held']} |")
+        cells = f" {r['prior_r']:.3f} | {'yes' if r['prior_used'] else 'no'} |" if args.prior else ""
+        print(f"| {r['clip']} | {r['frames'][0]}-{r['frames'][1]} | {ex} | {r['r']:.3f} | {r['held']} |" + cells)
     print(f"\nmean r over the clips: {np.nanmean([r['r'] for r in results]):.3f}")
     return 0
 

@@ -309,7 +309,13 @@ def eval_video(args: argparse.Namespace) -> int:
     for si, (a, b) in enumerate(segs, 1):
         label = args.segments[si - 1] if args.segments else si
         crop = args.crop if args.face_scale is None else tuple(face_box(video, a, b, args.face_scale))
-        clip = extract(str(video), model=bundle, crop=crop, start=a, end=b)
+        net = bundle
+        if args.adapt:
+            from ml_core.train.adapt import AdaptOptions, adapt_model, performer_frames
+
+            frames = performer_frames(str(video), bundle, crop, a, b)
+            net = adapt_model(bundle, frames, AdaptOptions(iterations=args.adapt, anchor=args.adapt_anchor))
+        clip = extract(str(video), model=net, crop=crop, start=a, end=b)
         clip_path = out / f"clip_{video.stem}_{label}.npz"
         clip.save(clip_path)
         baked = bake(clip_path, args.target_seed, clip.fps)
@@ -379,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "steady", "follow"],
         help="the product's framing: auto (the model's choice), a steady box, or one that follows the face",
     )
+    ap.add_argument("--adapt", type=int, default=0, help="adapt to the performer first: iterations (0: no)")
+    ap.add_argument("--adapt-anchor", type=float, default=10.0, help="the adaptation's anchor weight")
     ap.add_argument("--segments", type=int, nargs="+", default=None, help="1-based segments to evaluate")
     ap.add_argument("--min-frames", type=int, default=24, help="shortest segment kept")
     ap.add_argument("--target-seed", type=int, default=23, help="the synthetic character baked onto")

@@ -291,17 +291,22 @@ def is_head_channel(channel: Channel, head_bone: str) -> bool:
     return bool(prefix) and path.startswith(prefix) and path[len(prefix) :] in _TRANSFORMS
 
 
-def calibration_prior(scene, clip: MotionClip, frames: np.ndarray) -> tuple[dict[tuple[str, str], np.ndarray], str]:
+def calibration_prior(
+    scene, clip: MotionClip, frames: np.ndarray, sources: list[Source]
+) -> tuple[dict[tuple[str, str], np.ndarray], str]:
     """The shape keys' calibration bake as a prior for their examples: ``{(Key name, data path): values per scene
     frame}`` from the calibration Bake Shape Keys made for ``scene.fomm.target_object`` (the panel's keys, camera,
-    size and model; nothing is rendered here), and a note when there is none to use."""
+    size and model; nothing is rendered here), and a note when there is none to use. Nothing when no example is
+    keyed on that object's shape keys."""
     from .pipeline import _same_model, plan_calibration, selected_keys, solve_options
     from .prefs import worker_settings
 
     s = scene.fomm
     obj = s.target_object
     key = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
-    if not s.examples_prior or key is None or not selected_keys(s, obj):
+    if not s.examples_prior or key is None or not any(src.id_data == key for src in sources):
+        return {}, ""
+    if not selected_keys(s, obj):
         return {}, ""
     ws = worker_settings()
     try:
@@ -524,7 +529,7 @@ def bake_examples(scene, clip: MotionClip) -> str:
     check_bakes_unchanged(scene)
     sources = read_examples(scene, int(frames[0]), int(frames[-1]))
     check_clip_model(sources, clip, s.examples_accept_model)
-    prior, prior_note = calibration_prior(scene, clip, frames)
+    prior, prior_note = calibration_prior(scene, clip, frames, sources)
     solved_all = solve(sources, frames, blocks, s.head_bone, prior)
     solved = _handle_unexplained(solved_all, s.examples_unexplained)
     actions = write(sources, solved, frames, s, clip)
@@ -538,7 +543,7 @@ def bake_examples(scene, clip: MotionClip) -> str:
         note += f"; {sum(x.prior for x in solved)} shape keys started from the calibration"
     elif keyed_keys:
         note += "; the calibration predicted the examples no better: learned from the examples alone"
-    elif prior_note and any(isinstance(x.channel.id_data, bpy.types.Key) for x in solved):
+    elif prior_note:
         note += f"; {prior_note}"
     return (
         f"baked {len(solved)} channels from {n_examples} example frames over {len(frames)} frames into "

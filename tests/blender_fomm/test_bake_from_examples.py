@@ -115,6 +115,7 @@ def test_shape_keys_keyed_with_keyframe_insert_are_the_examples(oracle):
     assert bpy.ops.fomm.bake_from_examples("EXEC_DEFAULT") == {"FINISHED"}
     s = bpy.context.scene.fomm
     assert "baked 8 channels from 12 example frames over 120 frames" in s.last_report
+    assert "no calibration of these shape keys yet (Bake Shape Keys makes one to start from)" in s.last_report
     baked = key.animation_data.action
     assert baked.get(OWNER_PROP) == KIND and baked != examples
     # the examples are untouched, remembered, and kept alive

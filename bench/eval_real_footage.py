@@ -305,6 +305,13 @@ def eval_video(args: argparse.Namespace) -> int:
         return fail(f"no segment of {video} has a face FaceMesh finds in 90% of its frames")
     bundle = load_model(args.checkpoint, args.config)
     ring = oval_ring(ref["face_oval"])
+    synthetic = None
+    if args.adapt and args.adapt_synthetic:
+        from ml_core.train.dataset import load_clips
+        from ml_core.train.trainer import landmark_names_of
+
+        names = landmark_names_of(bundle.config["train_params"])
+        synthetic = load_clips(args.adapt_synthetic, "train", bundle.image_size, names)
     results = []
     for si, (a, b) in enumerate(segs, 1):
         label = args.segments[si - 1] if args.segments else si
@@ -314,7 +321,8 @@ def eval_video(args: argparse.Namespace) -> int:
             from ml_core.train.adapt import AdaptOptions, adapt_model, performer_frames
 
             frames = performer_frames(str(video), bundle, crop, a, b)
-            net = adapt_model(bundle, frames, AdaptOptions(iterations=args.adapt, anchor=args.adapt_anchor))
+            opts = AdaptOptions(iterations=args.adapt, anchor=args.adapt_anchor)
+            net = adapt_model(bundle, frames, opts, synthetic=synthetic)
         clip = extract(str(video), model=net, crop=crop, start=a, end=b)
         clip_path = out / f"clip_{video.stem}_{label}.npz"
         clip.save(clip_path)
@@ -387,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--adapt", type=int, default=0, help="adapt to the performer first: iterations (0: no)")
     ap.add_argument("--adapt-anchor", type=float, default=10.0, help="the adaptation's anchor weight")
+    ap.add_argument("--adapt-synthetic", type=Path, default=None, help="tools.synth data mixed into the adaptation")
     ap.add_argument("--segments", type=int, nargs="+", default=None, help="1-based segments to evaluate")
     ap.add_argument("--min-frames", type=int, default=24, help="shortest segment kept")
     ap.add_argument("--target-seed", type=int, default=23, help="the synthetic character baked onto")

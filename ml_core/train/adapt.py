@@ -82,6 +82,24 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
 
 
+def _synthetic_batch(clips: list, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """(source, driving, landmarks of each, valid) of ``batch`` random pairs of frames from random synthetic clips."""
+    src, drv, lm_s, lm_d = [], [], [], []
+    for _ in range(batch):
+        clip = clips[int(torch.randint(len(clips), (1,), generator=gen))]
+        a, b = (int(v) for v in torch.randint(len(clip.frames), (2,), generator=gen))
+        src.append(clip.frames[a])
+        drv.append(clip.frames[b])
+        lm_s.append(clip.landmarks[a])
+        lm_d.append(clip.landmarks[b])
+
+    def images(x: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    valid = torch.ones(batch, dtype=torch.bool)
+    return images(src), images(drv), torch.from_numpy(np.stack(lm_s)), torch.from_numpy(np.stack(lm_d)), valid
+
+
 def adapt_model(
     bundle: ModelBundle,
     frames: np.ndarray,
@@ -89,11 +107,15 @@ def adapt_model(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    synthetic: list | None = None,
 ) -> ModelBundle:
     """A copy of ``bundle`` fine-tuned on ``frames`` (uint8 [T, S, S, 3] RGB at the model's size); ``bundle`` is left
     as it is. The copy keeps the original's checkpoint hash, so a clip extracted with it is calibrated and previewed
     with the original model (the anchor is what keeps the two compatible); ``extra["adapted"]`` records the run
-    (iterations, frames, the first and last losses)."""
+    (iterations, frames, the first and last losses). ``synthetic``: training clips with ground-truth landmarks
+    (:func:`ml_core.train.dataset.load_clips` of a ``tools.synth`` set, with the config's landmark names): each
+    iteration then also trains on a batch of them with the landmark supervision of the model's own recipe, as the
+    issue suggests, so the keypoints keep their meaning."""
     from ml_core.train.trainer import GeneratorFullModel, check_train_config
 
     opts = options or AdaptOptions()
@@ -101,8 +123,11 @@ def adapt_model(
         raise FommError(f"frames must be [T, {bundle.image_size}, {bundle.image_size}, 3], got {frames.shape}")
     if len(frames) < 2:
         raise FommError("adapting needs at least 2 frames of the performer")
+    if synthetic is not None and any(c.landmarks is None for c in synthetic):
+        raise FommError("every synthetic clip mixed into the adaptation needs its ground-truth landmarks (.npz)")
     tp = copy.deepcopy(check_train_config(bundle.config, "the model's configuration"))
-    tp.pop("landmark_supervision", None)
+    if not synthetic:
+        tp.pop("landmark_supervision", None)
     device = torch.device(bundle.device)
     gen_rng = torch.Generator().manual_seed(opts.seed)
     torch.manual_seed(opts.seed)
@@ -137,6 +162,10 @@ def adapt_model(
                 ref = teacher(torch.cat([source, driving]))["value"]
             mine = torch.cat([generated["kp_source"]["value"], generated["kp_driving"]["value"]])
             losses["anchor"] = opts.anchor * (mine - ref).abs().mean()
+        if synthetic:
+            s_src, s_drv, s_lms, s_lmd, s_valid = _synthetic_batch(synthetic, opts.batch_size, gen_rng)
+            syn, _ = full(s_src.to(device), s_drv.to(device), s_lms.to(device), s_lmd.to(device), s_valid.to(device))
+            losses.update({f"synthetic_{k}": v for k, v in syn.items()})
         total = sum(losses.values())
         if not torch.isfinite(total):
             raise FommError(f"adaptation diverged at iteration {it}")

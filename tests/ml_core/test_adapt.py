@@ -76,6 +76,21 @@ def test_the_anchor_keeps_the_keypoints_where_the_model_put_them(bundle):
     assert drift[1000.0] < 0.5 * drift[0.0], drift
 
 
+def test_synthetic_batches_with_landmarks_are_mixed_in(bundle, tmp_path):
+    from ml_core.train.dataset import Clip
+
+    frames = _frames()
+    grid = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 7), [-0.2, 0.3]), -1).reshape(14, 2)
+    landmarks = np.broadcast_to(grid, (len(frames), 14, 2)).astype(np.float32)
+    clip = Clip(tmp_path / "id0_c0.mp4", "id0", frames, landmarks)
+    adapted = adapt_model(bundle, frames, AdaptOptions(iterations=2, batch_size=2), synthetic=[clip])
+    last = adapted.extra["adapted"]["last"]
+    assert {"reconstruction", "anchor", "synthetic_reconstruction", "synthetic_landmarks"} <= set(last)
+    assert np.isfinite(last["synthetic_landmarks"]) and last["synthetic_landmarks"] > 0
+    with pytest.raises(FommError, match="needs its ground-truth landmarks"):
+        adapt_model(bundle, frames, synthetic=[Clip(clip.path, "id0", frames, None)])
+
+
 def test_bad_frames_and_cancel(bundle):
     with pytest.raises(FommError, match=r"frames must be \[T, 64, 64, 3\]"):
         adapt_model(bundle, np.zeros((4, 32, 32, 3), np.uint8))

@@ -284,6 +284,23 @@ def eval_photos(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- video
+def _synthetic_clips(folder: Path, bundle) -> list:
+    """A ``tools.synth`` set's training clips with the model's supervised landmarks (for ``--adapt-synthetic``)."""
+    from ml_core.train.dataset import load_clips
+    from ml_core.train.trainer import landmark_names_of
+
+    return load_clips(folder, "train", bundle.image_size, landmark_names_of(bundle.config["train_params"]))
+
+
+def _adapted(bundle, video: Path, crop, frames: tuple[int, int], args: argparse.Namespace, synthetic):
+    """``bundle`` adapted to the performer of video frames [a, b) (``--adapt``: ml_core.train.adapt)."""
+    from ml_core.train.adapt import AdaptOptions, adapt_model, performer_frames
+
+    crops = performer_frames(str(video), bundle, crop, *frames)
+    opts = AdaptOptions(iterations=args.adapt, anchor=args.adapt_anchor)
+    return adapt_model(bundle, crops, opts, synthetic=synthetic)
+
+
 def eval_video(args: argparse.Namespace) -> int:
     from ml_core import extract, load_model
     from ml_core.video import VideoReader
@@ -305,24 +322,12 @@ def eval_video(args: argparse.Namespace) -> int:
         return fail(f"no segment of {video} has a face FaceMesh finds in 90% of its frames")
     bundle = load_model(args.checkpoint, args.config)
     ring = oval_ring(ref["face_oval"])
-    synthetic = None
-    if args.adapt and args.adapt_synthetic:
-        from ml_core.train.dataset import load_clips
-        from ml_core.train.trainer import landmark_names_of
-
-        names = landmark_names_of(bundle.config["train_params"])
-        synthetic = load_clips(args.adapt_synthetic, "train", bundle.image_size, names)
+    synthetic = _synthetic_clips(args.adapt_synthetic, bundle) if args.adapt and args.adapt_synthetic else None
     results = []
     for si, (a, b) in enumerate(segs, 1):
         label = args.segments[si - 1] if args.segments else si
         crop = args.crop if args.face_scale is None else tuple(face_box(video, a, b, args.face_scale))
-        net = bundle
-        if args.adapt:
-            from ml_core.train.adapt import AdaptOptions, adapt_model, performer_frames
-
-            frames = performer_frames(str(video), bundle, crop, a, b)
-            opts = AdaptOptions(iterations=args.adapt, anchor=args.adapt_anchor)
-            net = adapt_model(bundle, frames, opts, synthetic=synthetic)
+        net = _adapted(bundle, video, crop, (a, b), args, synthetic) if args.adapt else bundle
         clip = extract(str(video), model=net, crop=crop, start=a, end=b)
         clip_path = out / f"clip_{video.stem}_{label}.npz"
         clip.save(clip_path)

@@ -116,8 +116,6 @@ def adapt_model(
     (:func:`ml_core.train.dataset.load_clips` of a ``tools.synth`` set, with the config's landmark names): each
     iteration then also trains on a batch of them with the landmark supervision of the model's own recipe, as the
     issue suggests, so the keypoints keep their meaning."""
-    from ml_core.train.trainer import GeneratorFullModel, check_train_config
-
     opts = options or AdaptOptions()
     if frames.ndim != 4 or frames.shape[1:] != (bundle.image_size, bundle.image_size, 3):
         raise FommError(f"frames must be [T, {bundle.image_size}, {bundle.image_size}, 3], got {frames.shape}")
@@ -125,25 +123,10 @@ def adapt_model(
         raise FommError("adapting needs at least 2 frames of the performer")
     if synthetic is not None and any(c.landmarks is None for c in synthetic):
         raise FommError("every synthetic clip mixed into the adaptation needs its ground-truth landmarks (.npz)")
-    tp = copy.deepcopy(check_train_config(bundle.config, "the model's configuration"))
-    if not synthetic:
-        tp.pop("landmark_supervision", None)
     device = torch.device(bundle.device)
     gen_rng = torch.Generator().manual_seed(opts.seed)
     torch.manual_seed(opts.seed)
-
-    teacher = bundle.kp_detector
-    kp = copy.deepcopy(bundle.kp_detector).float()
-    gen = copy.deepcopy(bundle.generator).float()
-    full = GeneratorFullModel(kp, gen, tp, num_channels=3).to(device)
-    full.train()
-    _freeze_batchnorm(full)
-    params = list(kp.parameters()) + (list(gen.parameters()) if opts.train_generator else [])
-    if not opts.train_generator:
-        for p in gen.parameters():
-            p.requires_grad_(False)
-    optim = torch.optim.Adam(params, lr=opts.lr, betas=(0.5, 0.999))
-
+    full, optim = _trainable(bundle, opts, with_landmarks=bool(synthetic))
     data = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
     n = len(data)
     if progress is not None:
@@ -153,15 +136,7 @@ def adapt_model(
     for it in range(opts.iterations):
         if cancel is not None and cancel():
             raise Cancelled("adaptation cancelled")
-        src_i = torch.randint(n, (opts.batch_size,), generator=gen_rng)
-        drv_i = torch.randint(n, (opts.batch_size,), generator=gen_rng)
-        source, driving = data[src_i].to(device), data[drv_i].to(device)
-        losses, generated = full(source, driving)
-        if opts.anchor > 0:
-            with torch.no_grad():
-                ref = teacher(torch.cat([source, driving]))["value"]
-            mine = torch.cat([generated["kp_source"]["value"], generated["kp_driving"]["value"]])
-            losses["anchor"] = opts.anchor * (mine - ref).abs().mean()
+        losses = _losses(full, bundle.kp_detector, data, opts, gen_rng, device)
         if synthetic:
             s_src, s_drv, s_lms, s_lmd, s_valid = _synthetic_batch(synthetic, opts.batch_size, gen_rng)
             syn, _ = full(s_src.to(device), s_drv.to(device), s_lms.to(device), s_lmd.to(device), s_valid.to(device))
@@ -178,8 +153,7 @@ def adapt_model(
             log(f"adapt {it}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
         if progress is not None:
             progress(it + 1, opts.iterations)
-    kp.eval()
-    gen.eval()
+    kp, gen = full.kp_detector.eval(), full.generator.eval()
     for p in list(kp.parameters()) + list(gen.parameters()):
         p.requires_grad_(False)
     adapted = copy.copy(bundle)
@@ -188,3 +162,47 @@ def adapt_model(
         bundle.extra, adapted={"iterations": opts.iterations, "frames": n, "first": first, "last": last}
     )
     return adapted
+
+
+def _trainable(
+    bundle: ModelBundle, opts: AdaptOptions, with_landmarks: bool
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Copies of the bundle's networks in one training unit (the trainer's generator-side losses; batch normalisation
+    frozen; landmark supervision only when synthetic batches are mixed in), and their optimiser."""
+    from ml_core.train.trainer import GeneratorFullModel, check_train_config
+
+    tp = copy.deepcopy(check_train_config(bundle.config, "the model's configuration"))
+    if not with_landmarks:
+        tp.pop("landmark_supervision", None)
+    kp = copy.deepcopy(bundle.kp_detector).float()
+    gen = copy.deepcopy(bundle.generator).float()
+    full = GeneratorFullModel(kp, gen, tp, num_channels=3).to(torch.device(bundle.device))
+    full.train()
+    _freeze_batchnorm(full)
+    if not opts.train_generator:
+        for p in gen.parameters():
+            p.requires_grad_(False)
+    params = list(kp.parameters()) + (list(gen.parameters()) if opts.train_generator else [])
+    return full, torch.optim.Adam(params, lr=opts.lr, betas=(0.5, 0.999))
+
+
+def _losses(
+    full: nn.Module,
+    teacher: nn.Module,
+    data: torch.Tensor,
+    opts: AdaptOptions,
+    gen_rng: torch.Generator,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """The paper's losses on a batch of random (source, driving) pairs of the performer's frames, and the anchor to the
+    original keypoints (``teacher``) on the same frames."""
+    src_i = torch.randint(len(data), (opts.batch_size,), generator=gen_rng)
+    drv_i = torch.randint(len(data), (opts.batch_size,), generator=gen_rng)
+    source, driving = data[src_i].to(device), data[drv_i].to(device)
+    losses, generated = full(source, driving)
+    if opts.anchor > 0:
+        with torch.no_grad():
+            ref = teacher(torch.cat([source, driving]))["value"]
+        mine = torch.cat([generated["kp_source"]["value"], generated["kp_driving"]["value"]])
+        losses["anchor"] = opts.anchor * (mine - ref).abs().mean()
+    return losses

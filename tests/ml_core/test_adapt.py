@@ -87,11 +87,13 @@ def test_synthetic_batches_with_landmarks_are_mixed_in(bundle, tmp_path):
     last = adapted.extra["adapted"]["last"]
     assert {"reconstruction", "anchor", "synthetic_reconstruction", "synthetic_landmarks"} <= set(last)
     assert np.isfinite(last["synthetic_landmarks"]) and last["synthetic_landmarks"] > 0
+
+
+def test_bad_frames_and_cancel(bundle, tmp_path):
+    from ml_core.train.dataset import Clip
+
     with pytest.raises(FommError, match="needs its ground-truth landmarks"):
-        adapt_model(bundle, frames, synthetic=[Clip(clip.path, "id0", frames, None)])
-
-
-def test_bad_frames_and_cancel(bundle):
+        adapt_model(bundle, _frames(), synthetic=[Clip(tmp_path / "id0_c0.mp4", "id0", _frames(), None)])
     with pytest.raises(FommError, match=r"frames must be \[T, 64, 64, 3\]"):
         adapt_model(bundle, np.zeros((4, 32, 32, 3), np.uint8))
     with pytest.raises(FommError, match="at least 2 frames"):

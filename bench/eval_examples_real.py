@@ -24,6 +24,7 @@ character's shape keys were calibrated.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -129,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         landmarks, found = z["landmarks"], z["found"].astype(bool)
     gap = lip_gap(landmarks)
     if args.prior:
-        import os
-
         from bench._common import use_model
 
         os.environ.setdefault("FOMM_WORKER_PYTHON", sys.executable)

@@ -291,9 +291,7 @@ def is_head_channel(channel: Channel, head_bone: str) -> bool:
     return bool(prefix) and path.startswith(prefix) and path[len(prefix) :] in _TRANSFORMS
 
 
-def calibration_prior(
-    scene, clip: MotionClip, frames: np.ndarray, sources: list[Source]
-) -> tuple[dict[tuple[str, str], np.ndarray], str]:
+def calibration_prior(scene, clip: MotionClip, sources: list[Source]) -> tuple[dict[tuple[str, str], np.ndarray], str]:
     """The shape keys' calibration bake as a prior for their examples: ``{(Key name, data path): values per scene
     frame}`` from the calibration Bake Shape Keys made for ``scene.fomm.target_object`` (the panel's keys, camera,
     size and model; nothing is rendered here), and a note when there is none to use. Nothing when no example is
@@ -304,9 +302,8 @@ def calibration_prior(
     s = scene.fomm
     obj = s.target_object
     key = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
-    if not s.examples_prior or key is None or not any(src.id_data == key for src in sources):
-        return {}, ""
-    if not selected_keys(s, obj):
+    keyed = key is not None and any(src.id_data == key for src in sources)
+    if not s.examples_prior or not keyed or not selected_keys(s, obj):
         return {}, ""
     ws = worker_settings()
     try:
@@ -326,9 +323,8 @@ def calibration_prior(
         keys=plan.names,
         options=solve_options(s),
     )
-    at, weights = shapekeys.clip_to_frames(clip.times, res.weights, scene, int(s.start_frame))
-    if not np.array_equal(at, frames):
-        return {}, ""
+    # resampled as frame_features resamples the clip's features: one row per scene frame
+    _, weights = shapekeys.clip_to_frames(clip.times, res.weights, scene, int(s.start_frame))
     return {(key.name, shapekeys.shape_key_path(n)): weights[:, i] for i, n in enumerate(plan.names)}, ""
 
 
@@ -529,7 +525,7 @@ def bake_examples(scene, clip: MotionClip) -> str:
     check_bakes_unchanged(scene)
     sources = read_examples(scene, int(frames[0]), int(frames[-1]))
     check_clip_model(sources, clip, s.examples_accept_model)
-    prior, prior_note = calibration_prior(scene, clip, frames, sources)
+    prior, prior_note = calibration_prior(scene, clip, sources)
     solved_all = solve(sources, frames, blocks, s.head_bone, prior)
     solved = _handle_unexplained(solved_all, s.examples_unexplained)
     actions = write(sources, solved, frames, s, clip)
@@ -538,10 +534,9 @@ def bake_examples(scene, clip: MotionClip) -> str:
     n_examples = len({int(f) for src in sources for c in src.channels for f in c.frames})
     worst = max(solved, key=lambda x: x.loo_max / max(x.spread, 1e-12))
     note = f"; skipped {len(skipped)} the motion cannot explain" if skipped else ""
-    keyed_keys = [x for x in solved_all if (x.channel.id_data.name, x.channel.data_path) in prior]
     if any(x.prior for x in solved):
         note += f"; {sum(x.prior for x in solved)} shape keys started from the calibration"
-    elif keyed_keys:
+    elif any((x.channel.id_data.name, x.channel.data_path) in prior for x in solved_all):
         note += "; the calibration predicted the examples no better: learned from the examples alone"
     elif prior_note:
         note += f"; {prior_note}"

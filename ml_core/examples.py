@@ -269,11 +269,12 @@ def _predict_channels(
     lo: np.ndarray,
     hi: np.ndarray,
     offset: np.ndarray,
+    from_prior: np.ndarray,
 ) -> tuple[np.ndarray, list[ChannelFit]]:
     """Each channel's chosen model fitted on all examples and evaluated on every sample [T,C] (constant channels keep
     their value), with its fit report (leave-one-out errors bounded as the bake is). ``offset`` [T,C]: the prior the
     models were fitted as corrections of (``best``'s residuals are those of ``targets - offset[rows]``; zero where
-    there is none)."""
+    there is none); ``from_prior`` [C] marks the channels that have one."""
     values = np.zeros(offset.shape)
     fits: list[ChannelFit] = []
     for c, name in enumerate(names):
@@ -299,7 +300,7 @@ def _predict_channels(
                 loo_rms=float(np.sqrt((held_out**2).mean())),
                 loo_max=float(np.abs(held_out).max()),
                 spread=float(y.std()),
-                prior=bool(np.any(base != 0.0)),
+                prior=bool(from_prior[c]),
             )
         )
     return values, fits
@@ -347,24 +348,24 @@ def solve_examples(
     lo = np.full(len(names), -np.inf) if lower is None else np.nan_to_num(np.asarray(lower, float), nan=-np.inf)
     hi = np.full(len(names), np.inf) if upper is None else np.nan_to_num(np.asarray(upper, float), nan=np.inf)
     head_mask = np.zeros(len(names), bool) if head is None else np.asarray(head, bool)
-    offset = np.zeros((n_samples, len(names)))
     cache, best = _select_models(std, rows, targets, kernels, head_mask)
     if not cache:
         raise FommError("the clip's motion is flat: no feature changes over the clip; extract it again")
     covered = _prior_columns(prior, n_samples, len(names), np.ptp(targets, axis=0) > 1e-9, quaternions)
-    prior_used = False
+    offset = np.zeros((n_samples, len(names)))
     if covered.any():
-        assert prior is not None
         offset_p = np.where(covered[None, :], np.nan_to_num(np.asarray(prior, np.float64)), 0.0)
         _, best_p = _select_models(std, rows, targets - offset_p[rows], kernels, head_mask)
         if _loo_score(best_p, targets, covered) < _loo_score(best, targets, covered):
-            offset, best, prior_used = offset_p, best_p, True
-    values, fits = _predict_channels(names, rows, targets, cache, best, lo, hi, offset)
+            offset, best = offset_p, best_p
+        else:
+            covered = np.zeros_like(covered)
+    values, fits = _predict_channels(names, rows, targets, cache, best, lo, hi, offset, covered)
     for group in quaternions:
         g = list(group)
         values[:, g] /= np.maximum(np.linalg.norm(values[:, g], axis=1, keepdims=True), 1e-12)
     values = np.clip(values, lo, hi)
-    return ExampleSolve(values=values, fits=fits, prior_used=prior_used)
+    return ExampleSolve(values=values, fits=fits, prior_used=bool(covered.any()))
 
 
 def _prior_columns(

@@ -179,6 +179,24 @@ def print_examples_table(per_seed: dict, seeds: list[int], columns: list[str]) -
         print(f"| {sid} | " + " | ".join(cells) + f" | {per} |")
 
 
+def _driving(args: argparse.Namespace, seed: int, video: Path, clip_path: Path) -> tuple[dict, object]:
+    """(ground truth, clip) of one performance: rendered unless ``--reuse`` finds it, extracted unless its clip is
+    there (a clip of another model is removed before a run with another ``--checkpoint``: use another ``--out``)."""
+    from ml_core import extract
+    from ml_core.clip import load_clip
+
+    if args.reuse and video.is_file() and video.with_suffix(".npz").is_file():
+        gt = dict(np.load(video.with_suffix(".npz")))
+    else:
+        gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
+        clip_path.unlink(missing_ok=True)
+    if clip_path.is_file():
+        return gt, load_clip(clip_path)
+    clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
+    clip.save(clip_path)
+    return gt, clip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="model weights (default: the shipped default model)")
@@ -188,12 +206,15 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="render size of the driving videos")
     ap.add_argument("--cameras", nargs="+", default=["synth", "auto"], choices=["synth", "auto"])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
-    ap.add_argument("--reuse", action="store_true", help="reuse the videos and clips of an earlier run in --out")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the videos and clips of an earlier run in --out (a missing clip is extracted from its video)",
+    )
     ap.add_argument("--examples", type=int, nargs="*", default=[8, 12], help="example counts (bake from examples)")
     ap.add_argument("--forced-kernels", action="store_true", help="also the examples solved with one kernel forced")
     args = ap.parse_args()
 
-    from ml_core import extract
     from ml_core.extraction import choose_reference_frame
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -204,14 +225,7 @@ def main() -> int:
     for seed in args.seeds:
         video = args.out / f"drive_{seed}.mp4"
         clip_path = args.out / f"clip_{seed}.npz"
-        if args.reuse and video.is_file() and video.with_suffix(".npz").is_file() and clip_path.is_file():
-            from ml_core.clip import load_clip
-
-            gt, clip = dict(np.load(video.with_suffix(".npz"))), load_clip(clip_path)
-        else:
-            gt = render_driving_clip(video, seed=seed, n_frames=args.frames, size=args.size)
-            clip = extract(str(video), checkpoint=args.checkpoint, config=args.config, crop="full")
-            clip.save(clip_path)
+        gt, clip = _driving(args, seed, video, clip_path)
         curves = np.asarray(gt["curves"], dtype=float)
         ids = [str(c) for c in gt["curve_ids"]]
         fps = float(gt["fps"])

@@ -45,6 +45,7 @@ from ml_core.train.losses import (
     feature_matching_loss,
     generator_gan_loss,
     landmark_loss,
+    landmark_motion_loss,
     load_vgg19,
     reconstruction_loss,
 )
@@ -135,6 +136,7 @@ class GeneratorFullModel(nn.Module):
         self._aux: dict[str, nn.Module | None] = {"vgg": vgg, "discriminator": discriminator}
         sup = train_params.get("landmark_supervision") or {}
         self.landmark_weight = float(sup.get("weight", 0.0)) if sup.get("keypoints") else 0.0
+        self.motion_weight = float(sup.get("motion_weight", 0.0)) if sup.get("keypoints") else 0.0
 
     def forward(
         self,
@@ -187,17 +189,39 @@ class GeneratorFullModel(nn.Module):
                 losses["equivariance_value"] = w_eq_v * value_loss
             if jac_loss is not None:
                 losses["equivariance_jacobian"] = w_eq_j * jac_loss
-        if self.landmark_weight > 0 and landmarks_source is not None and landmarks_source.shape[1] > 0:
-            valid = landmarks_valid if landmarks_valid is not None else torch.ones(b, dtype=torch.bool)
-            losses["landmarks"] = (
+        if landmarks_source is not None and landmarks_source.shape[1] > 0:
+            losses.update(
+                self._landmark_losses(kp_source, kp_driving, landmarks_source, landmarks_driving, landmarks_valid)
+            )
+        return losses, generated
+
+    def _landmark_losses(
+        self,
+        kp_source: dict,
+        kp_driving: dict,
+        lm_source: torch.Tensor,
+        lm_driving: torch.Tensor,
+        valid: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The landmark terms: keypoints on their landmarks (``weight``), and their motion from source to driving
+        following the landmarks' motion (``motion_weight``, off by default)."""
+        b = lm_source.shape[0]
+        valid = valid if valid is not None else torch.ones(b, dtype=torch.bool)
+        out: dict[str, torch.Tensor] = {}
+        if self.landmark_weight > 0:
+            out["landmarks"] = (
                 self.landmark_weight
                 * 0.5
                 * (
-                    landmark_loss(kp_source["value"], landmarks_source, valid)
-                    + landmark_loss(kp_driving["value"], landmarks_driving, valid)
+                    landmark_loss(kp_source["value"], lm_source, valid)
+                    + landmark_loss(kp_driving["value"], lm_driving, valid)
                 )
             )
-        return losses, generated
+        if self.motion_weight > 0:
+            out["landmark_motion"] = self.motion_weight * landmark_motion_loss(
+                kp_source["value"], kp_driving["value"], lm_source, lm_driving, valid
+            )
+        return out
 
 
 class DiscriminatorFullModel(nn.Module):

@@ -484,3 +484,40 @@ def test_sigterm_saves_checkpoint_and_exits_130(tmp_path, data_dir, config) -> N
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["iteration"] >= 1
     assert load_model(out / "model.safetensors").num_kp == 5
+
+
+def test_landmark_motion_loss_weighs_motion_not_a_shared_offset() -> None:
+    """The motion term ignores an offset every frame of a face shares and catches a motion the keypoints miss;
+    the absolute term is the other way round (why a brow's small raise needs the motion term)."""
+    from ml_core.train.losses import landmark_loss, landmark_motion_loss
+
+    lm_s = torch.zeros(2, 3, 2)
+    lm_d = lm_s.clone()
+    lm_d[:, 1, 1] = -0.04  # a brow rises by 1.3 px at 64 px
+    valid = torch.tensor([True, True])
+    offset = torch.tensor([0.05, -0.03])
+    assert float(landmark_motion_loss(lm_s + offset, lm_d + offset, lm_s, lm_d, valid)) < 1e-7
+    assert float(landmark_loss(lm_d + offset, lm_d, valid)) > 0.03
+    missed = float(landmark_motion_loss(lm_s, lm_s, lm_s, lm_d, valid))  # keypoints that do not follow the brow
+    assert missed == pytest.approx(0.04 / 6, rel=1e-5)
+    assert float(landmark_motion_loss(lm_s, lm_s, lm_s, lm_d, torch.tensor([False, False]))) == 0.0
+
+
+def test_motion_weight_adds_the_motion_term(data_dir, config) -> None:
+    torch.manual_seed(0)
+    config["train_params"]["landmark_supervision"]["motion_weight"] = 50
+    bundle = build_model(config)
+    full = GeneratorFullModel(bundle.kp_detector, bundle.generator, config["train_params"])
+    clips = load_clips(data_dir, "train", 64, LANDMARKS)
+    ds = PairDataset(clips, True, 1, None, LANDMARKS, seed=0)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    losses, _ = full(
+        batch["source"],
+        batch["driving"],
+        batch["landmarks_source"],
+        batch["landmarks_driving"],
+        batch["landmarks_valid"],
+    )
+    assert {"landmarks", "landmark_motion"} <= set(losses) and float(losses["landmark_motion"]) > 0
+    losses["landmark_motion"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in bundle.kp_detector.parameters() if p.grad is not None) > 0

@@ -29,6 +29,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench._common import addon_scene, baked_values, pearson, use_model  # noqa: E402
+from ml_core.clip import MotionClip, load_clip  # noqa: E402
 from ml_core.retarget import remove_head_motion  # noqa: E402
 from tools.synth import CURVE_IDS, render_driving_clip  # noqa: E402
 
@@ -179,11 +180,11 @@ def print_examples_table(per_seed: dict, seeds: list[int], columns: list[str]) -
         print(f"| {sid} | " + " | ".join(cells) + f" | {per} |")
 
 
-def _driving(args: argparse.Namespace, seed: int, video: Path, clip_path: Path) -> tuple[dict, object]:
+def _driving(args: argparse.Namespace, seed: int, video: Path, clip_path: Path) -> tuple[dict, MotionClip]:
     """(ground truth, clip) of one performance: rendered unless ``--reuse`` finds it, extracted unless its clip is
-    there (a clip of another model is removed before a run with another ``--checkpoint``: use another ``--out``)."""
+    there. A kept clip is reused whatever ``--checkpoint`` says: score another model in another ``--out`` (copy the
+    ``drive_*`` files there to keep the renders)."""
     from ml_core import extract
-    from ml_core.clip import load_clip
 
     if args.reuse and video.is_file() and video.with_suffix(".npz").is_file():
         gt = dict(np.load(video.with_suffix(".npz")))

@@ -194,10 +194,7 @@ def landmark_motion_loss(
     """L1 between the keypoints' motion from source to driving and their landmarks' motion ``[B, L, 2]``, over items
     with ``valid`` [B] true. An error every frame of a face shares cancels here: what it weighs is the small motions
     (a brow, a lid, a mouth corner) that the absolute term hardly notices beside a keypoint's offset."""
-    n = lm_source.shape[1]
-    err = ((kp_driving[:, :n] - kp_source[:, :n]) - (lm_driving - lm_source)).abs().mean(dim=(1, 2))
-    m = valid.to(err.dtype)
-    return (err * m).sum() / m.sum().clamp_min(1.0)
+    return landmark_loss(kp_driving - kp_source, lm_driving - lm_source, valid)
 
 
 def generator_gan_loss(disc_fake: dict, scales: list) -> torch.Tensor:
